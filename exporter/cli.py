@@ -1,0 +1,113 @@
+"""Command line: `sccm-package-exporter --config.file config.yaml` (also `python -m exporter`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from exporter import __version__
+from exporter.config import Config, ConfigError, load_config
+from exporter.logs import LEVELS, setup_logging
+from exporter.server import ListenAddressError, parse_listen_address, serve
+from exporter.service import Exporter
+
+log = logging.getLogger("exporter")
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # bad configuration, bad flag value, or the listen address could not be bound
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sccm-package-exporter",
+        description=(
+            "Prometheus exporter for Microsoft Configuration Manager package distribution status. "
+            "Polls SMS_PackageStatus from each configured target (SMS Provider over WinRM, an exported "
+            "file, or a demo site) in the background and serves it on /metrics and /probe?target=NAME."
+        ),
+        epilog="Exit codes: 0 clean stop or valid config, 1 invalid config or start-up failure, 2 bad flags.",
+    )
+    parser.add_argument(
+        "--config.file", dest="config_file", default="config.yaml", metavar="PATH",
+        help="YAML configuration file (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--web.listen-address", dest="listen_address", default=":9864", metavar="[HOST]:PORT",
+        help="address to serve HTTP on; ':9864' is every interface (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log.level", dest="log_level", default="info", choices=list(LEVELS),
+        help="only log lines of this level or higher (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"],
+        help="format of log lines on stderr (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--check-config", dest="check_config", action="store_true",
+        help="validate the configuration file, print the result and exit (0 valid, 1 invalid)",
+    )
+    parser.add_argument("--version", action="version", version=f"sccm-package-exporter {__version__}")
+    return parser
+
+
+def _load(path: str) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"invalid configuration file {path}:", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    config = _load(args.config_file)
+    if config is None:
+        return EXIT_ERROR
+    if args.check_config:
+        names = ", ".join(t.name for t in config.targets)
+        print(f"configuration file {args.config_file} is valid: {len(config.targets)} target(s): {names}")
+        return EXIT_OK
+    try:
+        address = parse_listen_address(args.listen_address)
+    except ListenAddressError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_ERROR
+    return run(config, address)
+
+
+def run(config: Config, address: tuple[str, int]) -> int:
+    """Serve until SIGTERM or SIGINT, then stop cleanly."""
+    exporter = Exporter(config)
+    try:
+        httpd = serve(exporter, address)
+    except OSError as exc:
+        log.error("cannot listen", extra={"address": f"{address[0]}:{address[1]}", "err": str(exc)})
+        return EXIT_ERROR
+    exporter.start()
+    host, port = httpd.server_address[:2]
+    log.info("listening", extra={"address": f"{host}:{port}", "targets": len(config.targets),
+                                 "version": __version__})
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stopping.wait(1.0):
+        pass
+    httpd.shutdown()
+    httpd.server_close()
+    exporter.stop()
+    log.info("stopped")
+    return EXIT_OK

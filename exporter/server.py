@@ -1,0 +1,202 @@
+"""HTTP: `/metrics`, `/probe?target=`, `/-/healthy`, `/-/ready` and a landing page at `/`.
+
+Handlers only read what the pollers finished; nothing here talks to a provider.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import socket
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from exporter import __version__
+from exporter.exposition import CONTENT_TYPE, Body
+from exporter.service import Exporter
+
+log = logging.getLogger("exporter.server")
+
+DEFAULT_PORT = 9864
+
+
+class ListenAddressError(ValueError):
+    pass
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """`:9864`, `127.0.0.1:9864`, `[::1]:9864`, `host:port` -> (host, port); an empty host means all."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        raise ListenAddressError(f"--web.listen-address must be [host]:port (got {text!r})")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ListenAddressError(f"--web.listen-address: port must be a number (got {port_text!r})") from None
+    if not 0 <= port <= 65535:
+        raise ListenAddressError(f"--web.listen-address: port must be 0 to 65535 (got {port})")
+    return host, port
+
+
+def accepts_gzip(header: str | None) -> bool:
+    """True when Accept-Encoding allows gzip (honouring `gzip;q=0`)."""
+    for part in (header or "").split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            q = params.strip().removeprefix("q=").strip() if params.strip().startswith("q=") else "1"
+            try:
+                return float(q) > 0
+            except ValueError:
+                return False
+    return False
+
+
+class ExporterHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # Many scrapers may connect at once; the default backlog of 5 drops connections under load.
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], exporter: Exporter) -> None:
+        host, _ = address
+        self.exporter = exporter
+        if ":" in host or host == "":
+            self.address_family = socket.AF_INET6 if socket.has_ipv6 else socket.AF_INET
+        if host == "" and self.address_family == socket.AF_INET6:
+            address = ("::", address[1])
+        super().__init__(address, Handler)
+
+    def server_bind(self) -> None:
+        if self.address_family == socket.AF_INET6:
+            # `:9864` means every address, IPv4 included, as it does for Prometheus' exporters.
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: ExporterHTTPServer
+    protocol_version = "HTTP/1.1"
+    server_version = f"sccm-package-exporter/{__version__}"
+
+    def do_GET(self) -> None:
+        self._handle(head=False)
+
+    def do_HEAD(self) -> None:
+        self._handle(head=True)
+
+    def _handle(self, *, head: bool) -> None:
+        # One handler serves every request of a keep-alive connection: reset per request.
+        self._head_only = head
+        url = urlsplit(self.path)
+        routes = {
+            "/metrics": self._metrics,
+            "/probe": lambda: self._probe(url.query),
+            "/-/healthy": lambda: self._text(HTTPStatus.OK, "Healthy.\n"),
+            "/-/ready": self._ready,
+            "/": self._landing,
+        }
+        route = routes.get(url.path)
+        if route is None:
+            self._text(HTTPStatus.NOT_FOUND, f"404 page not found: {url.path}\n")
+            return
+        route()
+
+    def _metrics(self) -> None:
+        self._send_body(self.server.exporter.metrics())
+
+    def _probe(self, query: str) -> None:
+        names = parse_qs(query).get("target", [])
+        if len(names) != 1 or not names[0]:
+            self._text(HTTPStatus.BAD_REQUEST, "probe needs exactly one target parameter: /probe?target=NAME\n")
+            return
+        body = self.server.exporter.probe(names[0])
+        if body is None:
+            known = ", ".join(self.server.exporter.pollers) or "(none)"
+            self._text(HTTPStatus.NOT_FOUND, f"unknown target {names[0]!r}; configured targets: {known}\n")
+            return
+        self._send_body(body)
+
+    def _ready(self) -> None:
+        readiness = self.server.exporter.readiness()
+        if readiness.ready:
+            self._text(HTTPStatus.OK, "Ready.\n")
+        else:
+            waiting = ", ".join(readiness.waiting_for)
+            self._text(HTTPStatus.SERVICE_UNAVAILABLE, f"Not ready: waiting for the first poll of {waiting}\n")
+
+    def _landing(self) -> None:
+        self._send(HTTPStatus.OK, landing_page(self.server.exporter).encode(), "text/html; charset=utf-8")
+
+    def _send_body(self, body: Body) -> None:
+        if accepts_gzip(self.headers.get("Accept-Encoding")):
+            self._send(HTTPStatus.OK, body.gzipped(), CONTENT_TYPE, {"Content-Encoding": "gzip"})
+        else:
+            self._send(HTTPStatus.OK, body.text, CONTENT_TYPE)
+
+    def _text(self, status: HTTPStatus, text: str) -> None:
+        self._send(status, text.encode(), "text/plain; charset=utf-8")
+
+    def _send(self, status: HTTPStatus, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Vary", "Accept-Encoding")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if not self._head_only:
+            self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http request", extra={"client": self.client_address[0], "request": format % args})
+
+
+def landing_page(exporter: Exporter) -> str:
+    """A small HTML page: what this is, the endpoints, and each target's state."""
+    rows = []
+    for status in exporter.statuses():
+        name = html.escape(status.name)
+        if status.polls == 0:
+            state = "waiting for first poll"
+        elif status.up:
+            state = "up"
+        else:
+            state = f"down ({html.escape(status.last_reason or 'other')}): {html.escape(status.last_error or '')}"
+        last = (
+            time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(status.last_success))
+            if status.last_success
+            else "never"
+        )
+        rows_served = status.data.rows if status.data else 0
+        rows.append(
+            f"<tr><td><a href=\"/probe?target={html.escape(name, quote=True)}\">{name}</a></td>"
+            f"<td>{state}</td><td>{last}</td><td>{rows_served}</td></tr>"
+        )
+    table = "\n".join(rows)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>SCCM package exporter</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em 1em;text-align:left}}</style></head>
+<body><h1>SCCM package exporter</h1>
+<p>Prometheus exporter for Configuration Manager package distribution status (SMS_PackageStatus),
+version {html.escape(__version__)}.</p>
+<ul><li><a href="/metrics">/metrics</a>: every target</li>
+<li>/probe?target=NAME: one target</li>
+<li><a href="/-/healthy">/-/healthy</a>, <a href="/-/ready">/-/ready</a></li></ul>
+<h2>Targets</h2>
+<table><tr><th>target</th><th>state</th><th>last successful poll</th><th>rows served</th></tr>
+{table}
+</table></body></html>
+"""
+
+
+def serve(exporter: Exporter, address: tuple[str, int]) -> ExporterHTTPServer:
+    """Bind and start serving in a background thread; the caller shuts it down."""
+    httpd = ExporterHTTPServer(address, exporter)
+    thread = threading.Thread(target=httpd.serve_forever, name="http", daemon=True)
+    thread.start()
+    return httpd
