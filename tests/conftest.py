@@ -1,0 +1,186 @@
+"""Shared fixtures: the installed exporter as a subprocess, scraping, and promtool.
+
+Real components are required under CI=true: a missing promtool fails the run there instead of
+skipping, so that a green CI always means the real check ran.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+Labels = tuple[tuple[str, str], ...]
+Samples = dict[str, dict[Labels, float]]
+
+
+def require_tool(name: str) -> str:
+    """Path to a real tool; fail under CI=true when missing, skip on a developer's machine."""
+    path = shutil.which(name)
+    if path:
+        return path
+    message = f"{name} is not installed (Debian: apt-get install prometheus); the README's test command installs it"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    return require_tool("promtool")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def console_script() -> str:
+    """The installed `sccm-package-exporter` next to this interpreter (what a user runs)."""
+    script = Path(sys.executable).with_name("sccm-package-exporter")
+    if not script.exists():
+        pytest.fail(f"console script not installed at {script}: pip install -e '.[test]'")
+    return str(script)
+
+
+def parse_samples(text: str) -> Samples:
+    """family sample name -> sorted labels -> value."""
+    parsed: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            parsed.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return parsed
+
+
+def labels(**kwargs: str) -> Labels:
+    return tuple(sorted(kwargs.items()))
+
+
+@dataclass
+class HTTPResult:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+
+def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 10.0) -> HTTPResult:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return HTTPResult(response.status, dict(response.headers), response.read())
+    except urllib.error.HTTPError as exc:
+        return HTTPResult(exc.code, dict(exc.headers), exc.read())
+
+
+class ExporterProcess:
+    """`sccm-package-exporter` run as a user runs it, on a free loopback port."""
+
+    def __init__(self, config: Path, log_path: Path, extra_args: list[str] | None = None) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+        self.proc = subprocess.Popen(
+            [console_script(), "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{self.port}",
+             *(extra_args or [])],
+            stdout=self._log, stderr=subprocess.STDOUT, env=env,
+        )
+        self._wait("/-/healthy", 20)
+
+    def _wait(self, path: str, timeout: float) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"exporter exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if http_get(self.base + path, timeout=2).status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{path} not 200 within {timeout}s:\n{self.log()}")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        self._wait("/-/ready", timeout)
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> HTTPResult:
+        return http_get(self.base + path, headers)
+
+    def scrape(self, path: str = "/metrics") -> str:
+        result = self.get(path)
+        assert result.status == 200, result.text
+        return result.text
+
+    def samples(self, path: str = "/metrics") -> Samples:
+        return parse_samples(self.scrape(path))
+
+    def wait_for(self, predicate: str, check: object, timeout: float = 30) -> Samples:
+        """Scrape until `check(samples)` is true; returns the samples that satisfied it."""
+        assert callable(check)
+        end = time.monotonic() + timeout
+        samples: Samples = {}
+        while time.monotonic() < end:
+            samples = self.samples()
+            if check(samples):
+                return samples
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {predicate}; last scrape: {samples}\nlog:\n{self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def run_exporter(tmp_path: Path) -> Iterator[type[ExporterProcess]]:
+    """Start exporters with `run_exporter(config_path)`; every one is stopped after the test."""
+    started: list[ExporterProcess] = []
+
+    class Started(ExporterProcess):
+        def __init__(self, config: Path, extra_args: list[str] | None = None) -> None:
+            super().__init__(config, tmp_path / f"exporter-{len(started)}.log", extra_args)
+            started.append(self)
+
+    yield Started
+    for process in started:
+        process.stop()
+
+
+def promtool_check_metrics(promtool: str, text: str) -> None:
+    """`promtool check metrics` must accept the exposition (lint warnings included)."""
+    result = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+
+
+def gunzip(data: bytes) -> str:
+    return gzip.decompress(data).decode("utf-8")

@@ -1,0 +1,154 @@
+"""End to end through the installed console script and HTTP: endpoints, demo and file sources."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from conftest import (
+    ExporterProcess,
+    console_script,
+    gunzip,
+    labels,
+    parse_samples,
+    promtool_check_metrics,
+)
+
+FAMILIES = {
+    "sccm_package_status",
+    "sccm_package_status_update_timestamp_seconds",
+    "sccm_package_status_rows",
+    "sccm_server_package_status_rows",
+    "sccm_package_status_servers",
+    "sccm_up",
+    "sccm_poll_duration_seconds",
+    "sccm_last_poll_success_timestamp_seconds",
+    "sccm_poll_errors_total",
+    "sccm_exporter_build_info",
+}
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def demo_config(tmp_path: Path, packages: int = 30, servers: int = 8) -> Path:
+    return write(
+        tmp_path / "demo.yaml",
+        f"""
+defaults: {{interval: 2s, timeout: 1s, stale_after: 1m}}
+targets:
+  - {{name: demo, source: demo, packages: {packages}, servers: {servers}, seed: 7}}
+  - {{name: other, source: demo, packages: 5, servers: 2, seed: 8}}
+""",
+    )
+
+
+def test_demo_site_serves_every_family_complete_and_promtool_accepts_it(
+    tmp_path: Path, run_exporter: type[ExporterProcess], promtool: str
+) -> None:
+    exporter = run_exporter(demo_config(tmp_path))
+    exporter.wait_ready()
+    text = exporter.scrape()
+    promtool_check_metrics(promtool, text)
+    got = parse_samples(text)
+    assert set(got) == FAMILIES
+    demo = {k: v for k, v in got["sccm_package_status"].items() if dict(k)["target"] == "demo"}
+    # Every row is one series, and the complete counts add up to exactly the rows served.
+    rows_total = sum(v for k, v in got["sccm_package_status_rows"].items() if dict(k)["target"] == "demo")
+    assert rows_total == len(demo) > 0
+    copy_rows = sum(1 for k in demo if dict(k)["type"] == "copy")
+    server_total = sum(v for k, v in got["sccm_server_package_status_rows"].items() if dict(k)["target"] == "demo")
+    assert server_total == copy_rows
+    assert got["sccm_up"] == {labels(target="demo"): 1.0, labels(target="other"): 1.0}
+    assert {dict(k)["server"] for k in got["sccm_server_package_status_rows"] if dict(k)["target"] == "demo"} \
+        and len({dict(k)["package_id"] for k in demo}) == 30
+
+
+def test_probe_serves_one_target_and_unknown_target_is_a_clear_404(
+    tmp_path: Path, run_exporter: type[ExporterProcess], promtool: str
+) -> None:
+    exporter = run_exporter(demo_config(tmp_path))
+    exporter.wait_ready()
+    text = exporter.scrape("/probe?target=other")
+    promtool_check_metrics(promtool, text)
+    got = parse_samples(text)
+    assert {dict(k)["target"] for k in got["sccm_package_status"]} == {"other"}
+    assert got["sccm_up"] == {labels(target="other"): 1.0}
+    missing = exporter.get("/probe?target=nope")
+    assert missing.status == 404
+    assert "unknown target 'nope'" in missing.text and "demo, other" in missing.text
+    assert exporter.get("/probe").status == 400
+
+
+def test_health_ready_landing_page_and_gzip(tmp_path: Path, run_exporter: type[ExporterProcess]) -> None:
+    exporter = run_exporter(demo_config(tmp_path))
+    exporter.wait_ready()
+    assert exporter.get("/-/healthy").status == 200
+    assert exporter.get("/-/ready").status == 200
+    landing = exporter.get("/")
+    assert landing.status == 200 and "text/html" in landing.headers["Content-Type"]
+    assert "demo" in landing.text and "/probe?target=other" in landing.text
+    plain = exporter.get("/metrics")
+    zipped = exporter.get("/metrics", {"Accept-Encoding": "gzip"})
+    assert zipped.headers.get("Content-Encoding") == "gzip"
+    assert len(zipped.body) < len(plain.body)
+    assert parse_samples(gunzip(zipped.body))["sccm_package_status_rows"] == \
+        parse_samples(plain.text)["sccm_package_status_rows"]
+    assert exporter.get("/nothing-here").status == 404
+
+
+def test_file_source_serves_the_exported_rows(tmp_path: Path, run_exporter: type[ExporterProcess]) -> None:
+    csv = tmp_path / "status.csv"
+    csv.write_bytes(
+        "\ufeff\"PackageID\",\"PkgServer\",\"SiteCode\",\"Status\",\"Type\",\"Personality\",\"UpdateTime\"\r\n"
+        "\"ABC00001\",\"[\"\"Display=\\\\DP01.corp\\\"\"]MSWNET:[\"\"SMS_SITE=ABC\"\"]\\\\DP01.corp\\\",\"ABC\","
+        "\"5\",\"2\",\"0\",\"20240501102233.000000+000\"\r\n"
+        "\"ABC00001\",\"\\\\CM01.corp\\\",\"ABC\",\"3\",\"1\",\"0\",\"20240501100000.500000+060\"\r\n".encode()
+    )
+    config = write(tmp_path / "file.yaml", f"targets:\n  - {{name: offline, source: file, path: {csv}}}\n")
+    exporter = run_exporter(config)
+    exporter.wait_ready()
+    got = exporter.samples()
+    failed = labels(target="offline", site="ABC", package_id="ABC00001", server="DP01.corp", type="copy",
+                    status="failed", personality="none")
+    assert got["sccm_package_status"][failed] == 1
+    assert got["sccm_package_status_update_timestamp_seconds"][failed] == 1714558953.0
+    master = labels(target="offline", site="ABC", package_id="ABC00001", server="CM01.corp", type="master",
+                    status="installed", personality="none")
+    assert got["sccm_package_status_update_timestamp_seconds"][master] == 1714554000.5
+    assert got["sccm_package_status_servers"][
+        labels(target="offline", site="ABC", package_id="ABC00001", status="failed")] == 1
+
+
+def test_check_config_validates_without_starting(tmp_path: Path) -> None:
+    good = subprocess.run([console_script(), "--check-config", "--config.file", str(demo_config(tmp_path))],
+                          capture_output=True, text=True, timeout=30)
+    assert good.returncode == 0 and "valid" in good.stdout
+    bad = write(tmp_path / "bad.yaml", "targets:\n  - {name: x, source: winrm, host: h, auth: {transport: ntml}}\n")
+    result = subprocess.run([console_script(), "--check-config", "--config.file", str(bad)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert "targets[0].auth.transport" in result.stderr
+
+
+def test_invalid_config_exits_1_before_listening(tmp_path: Path) -> None:
+    bad = write(tmp_path / "bad.yaml", "targets: []\n")
+    result = subprocess.run([console_script(), "--config.file", str(bad), "--web.listen-address", "127.0.0.1:0"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert "listening" not in result.stderr
+
+
+def test_help_lists_every_flag() -> None:
+    result = subprocess.run([console_script(), "--help"], capture_output=True, text=True, timeout=30)
+    for flag in ("--config.file", "--web.listen-address", "--log.level", "--log.format", "--check-config"):
+        assert flag in result.stdout
+
+
+def test_sigterm_stops_cleanly(tmp_path: Path, run_exporter: type[ExporterProcess]) -> None:
+    exporter = run_exporter(demo_config(tmp_path))
+    exporter.wait_ready()
+    assert exporter.stop() == 0
+    assert 'msg=stopped' in exporter.log()
