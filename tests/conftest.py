@@ -146,7 +146,8 @@ class ExporterProcess:
         raise AssertionError(f"timed out waiting for {predicate}; last scrape: {samples}\nlog:\n{self.log()}")
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> int:
