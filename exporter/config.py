@@ -1,15 +1,39 @@
-"""The YAML configuration of design.md: typed, validated up front, errors by key path."""
+"""The YAML configuration of design.md: typed, validated up front, errors by key path.
+
+`load_config(path)` and `parse_config(text)` read the file into the frozen dataclasses below or
+raise `ConfigError` with every problem found, each as `<key path>: <what is wrong, what is
+allowed>`, so that one run of `--check-config` shows the whole list instead of one mistake at a
+time. Nothing here keeps state between calls: a reload simply parses again.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+import difflib
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any, Literal, TypeVar, get_args
+
+import yaml
 
 Scheme = Literal["https", "http"]
 Transport = Literal["ntlm", "kerberos", "credssp", "basic", "certificate"]
 Encryption = Literal["auto", "always", "never"]
 PerRow = Literal["all", "not_installed", "none"]
 SourceKind = Literal["winrm", "file", "demo"]
+Collector = Literal["package_status", "package_info", "dp_content_state", "dp_info"]
+
+SCHEMES: tuple[Scheme, ...] = get_args(Scheme)
+TRANSPORTS: tuple[Transport, ...] = get_args(Transport)
+ENCRYPTIONS: tuple[Encryption, ...] = get_args(Encryption)
+PER_ROWS: tuple[PerRow, ...] = get_args(PerRow)
+SOURCE_KINDS: tuple[SourceKind, ...] = get_args(SourceKind)
+COLLECTORS: tuple[Collector, ...] = get_args(Collector)
+# design.md: package_info and dp_info on, dp_content_state off; package_status is always on.
+DEFAULT_COLLECTORS: frozenset[Collector] = frozenset({"package_status", "package_info", "dp_info"})
 
 
 class ConfigError(Exception):
@@ -54,6 +78,8 @@ class TargetConfig:
     host: str | None = None
     port: int | None = None  # resolved: 5986 for https, 5985 for http when left out
     scheme: Scheme = "https"
+    # Any source: winrm finds it from SMS_ProviderLocation when None; file uses it for rows
+    # without SiteCode; demo names its simulated site with it.
     site_code: str | None = None
     auth: AuthConfig = field(default_factory=AuthConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
@@ -63,6 +89,8 @@ class TargetConfig:
     packages: int = 40
     servers: int = 12
     seed: int | None = None
+    # The enabled collectors of design.md's `collectors:` table; always holds package_status.
+    collectors: frozenset[Collector] = DEFAULT_COLLECTORS
 
     @property
     def endpoint(self) -> str:
@@ -79,3 +107,815 @@ class Config:
 
     def target(self, name: str) -> TargetConfig | None:
         return next((t for t in self.targets if t.name == name), None)
+
+
+# --- durations ----------------------------------------------------------------------------------
+
+# Prometheus' model.ParseDuration: whole numbers, each unit at most once, largest unit first.
+_DURATION_RE = re.compile(
+    r"(?:([0-9]+)y)?(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?(?:([0-9]+)ms)?"
+)
+_UNIT_MS = (365 * 86_400_000, 7 * 86_400_000, 86_400_000, 3_600_000, 60_000, 1000, 1)
+# Prometheus refuses what overflows an int64 of nanoseconds (about 292 years); so do we.
+_MAX_DURATION_MS = (2**63 - 1) // 1_000_000
+_DURATION_HELP = "use whole numbers with units y, w, d, h, m, s, ms, largest first, such as 30s, 5m or 1h30m"
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Prometheus-style duration (`30s`, `5m`, `1h30m`, `500ms`, `2d`, `1w`, `1y`).
+
+    Raises ValueError saying what is wrong. A bare number is refused: `300` could mean seconds
+    or milliseconds, and a config that guesses would poll a provider 1000 times too often.
+    """
+    if text == "":
+        raise ValueError(f"an empty string is not a duration; {_DURATION_HELP}")
+    if text.isdecimal():
+        raise ValueError(f"{text!r} has no unit; write {text}s for seconds")
+    if text.startswith("-"):
+        raise ValueError(f"{text!r} is negative; a duration must be 0s or more")
+    match = _DURATION_RE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration; {_DURATION_HELP}")
+    total_ms = 0
+    for digits, unit_ms in zip(match.groups(), _UNIT_MS, strict=True):
+        if digits is not None:
+            if len(digits) > 20:  # beyond any sane value, and before int() meets its digit limit
+                raise ValueError(f"{text!r} is too long; the limit is about 292 years")
+            total_ms += int(digits) * unit_ms
+    if total_ms > _MAX_DURATION_MS:
+        raise ValueError(f"{text!r} is too long; the limit is about 292 years")
+    return total_ms / 1000
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate the configuration file; relative paths in it are taken from its folder."""
+    shown = os.fspath(path)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise ConfigError([f"{shown}: cannot read the configuration file: {exc.strerror}"]) from None
+    try:
+        text = data.decode("utf-8-sig")  # -sig: a file saved by Windows Notepad starts with a BOM
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{shown}: not UTF-8 text (byte {exc.start} cannot be decoded)"]) from None
+    base_dir = os.path.dirname(os.path.abspath(shown))
+    return parse_config(text, base_dir=base_dir, environ=os.environ)
+
+
+def parse_config(text: str, *, base_dir: str | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Validate configuration text.
+
+    Relative paths (password_file, tls files, file source paths) are taken from `base_dir`, the
+    current directory when None; `password_env` is looked up in `environ`, `os.environ` when None.
+    """
+    data = _load_yaml(text)
+    ctx = _Context(
+        errors=[],
+        base_dir=os.path.abspath(base_dir if base_dir is not None else os.getcwd()),
+        environ=os.environ if environ is None else environ,
+    )
+    config = _config(ctx, data)
+    if ctx.errors or config is None:
+        raise ConfigError(ctx.errors)
+    return config
+
+
+# --- YAML ---------------------------------------------------------------------------------------
+
+
+class _DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A key given twice in one mapping; PyYAML would silently keep the last one."""
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys and turns unreadable scalars into located errors."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[tuple[str, str]] = set()
+        # `!!map x` hands a scalar here; the parent's check reports that properly.
+        for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                ident = (key_node.tag, key_node.value)
+                if ident in seen:
+                    raise _DuplicateKeyError(None, None, f"key {key_node.value!r} is given twice", key_node.start_mark)
+                seen.add(ident)
+        return super().construct_mapping(node, deep)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # An int of 5000 digits, a date like 2024-13-45 or `!!timestamp x` makes PyYAML raise a
+        # bare ValueError or AttributeError without a position; give it one.
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:  # whatever a constructor trips over is a bad value in the file
+            kind = node.tag.rsplit(":", 1)[-1]
+            raise yaml.constructor.ConstructorError(
+                None, None, f"this looks like a YAML {kind} but is not a valid one; quote it", node.start_mark
+            ) from exc
+
+
+def _load_yaml(text: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader: no Python objects
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError([_yaml_error(exc)]) from None
+    except yaml.reader.ReaderError as exc:
+        line, column = _line_column(text, exc.position)
+        raise ConfigError(
+            [f"line {line}, column {column}: YAML cannot hold the character #x{exc.character:04x}"]
+            if isinstance(exc.character, int)
+            else [f"line {line}, column {column}: {exc.reason}"]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"not valid YAML ({type(exc).__name__})"]) from None
+    except RecursionError:
+        raise ConfigError(["not usable YAML: nested too deeply"]) from None
+    except Exception as exc:  # a PyYAML constructor tripping over odd input: still the file's fault
+        raise ConfigError([f"not usable YAML ({type(exc).__name__})"]) from None
+
+
+# A value quoted in a PyYAML message may be a tag or alias the user meant as a password
+# (`password: !Secr3t` reads as a tag), so quoted text is dropped unless it is one character
+# or one of PyYAML's token names such as '<stream end>'.
+_HARMLESS_QUOTED = re.compile(r"'(?:.|\\.|\\x[0-9a-f]{2}|\\u[0-9a-f]{4}|<[a-z ]+>)'")
+_QUOTED = re.compile(r"'[^']*'")
+
+
+def _redact(problem: str) -> str:
+    return _QUOTED.sub(lambda m: m[0] if _HARMLESS_QUOTED.fullmatch(m[0]) else "(value not shown)", problem)
+
+
+def _yaml_error(exc: yaml.MarkedYAMLError) -> str:
+    mark = exc.problem_mark or exc.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+    if isinstance(exc, _DuplicateKeyError):
+        return f"{where}: {exc.problem}; each key may appear once in a mapping"
+    problem = _redact(exc.problem or exc.context or "not valid YAML")
+    message = f"{where}: YAML syntax error: {problem}"
+    if exc.context and exc.problem:
+        message += f" ({exc.context})"
+    if "tag" in problem:
+        message += "; a value starting with ! is read as a YAML tag: put it in quotes"
+    elif "alias" in problem:
+        message += "; a value starting with * is read as a YAML alias: put it in quotes"
+    return message
+
+
+def _line_column(text: str, position: int) -> tuple[int, int]:
+    before = text[:position]
+    return before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1
+
+
+# --- validation helpers -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What one parse needs: where errors go, where relative paths start, where env vars are."""
+
+    errors: list[str]
+    base_dir: str
+    environ: Mapping[str, str]
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append(f"{path}: {message}")
+
+    def resolve(self, path: str) -> str:
+        return os.path.normpath(os.path.join(self.base_dir, path))
+
+
+@dataclass(frozen=True)
+class _Duration:
+    seconds: float
+    text: str
+    origin: str  # the key path it was set at, or "the default"
+
+
+_T = TypeVar("_T", bound=str)
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _kind(value: object) -> str:
+    """The YAML type of a value, for messages that must not show the value itself."""
+    if value is None:
+        return "null"
+    kinds: tuple[tuple[type, str], ...] = (
+        (bool, "true/false"), (int, "an integer"), (float, "a number"), (str, "a string"),
+        (list, "a list"), (dict, "a mapping"), (date, "a date"), (bytes, "binary data"), (set, "a set"),
+    )  # fmt: skip
+    return next((name for kind, name in kinds if isinstance(value, kind)), type(value).__name__)
+
+
+def _show(value: object) -> str:
+    """A value as an error message shows it: short scalars as written, others by their kind."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        shown = repr(value)
+        if len(shown) > 60:
+            shown = shown[:56] + ("...'" if isinstance(value, str) else "...")
+        return shown
+    return _kind(value)
+
+
+def _suggest(word: object, choices: tuple[str, ...]) -> str:
+    if not isinstance(word, str):
+        return ""
+    by_lower = {choice.lower(): choice for choice in choices}  # so that HTTPS suggests https
+    close = difflib.get_close_matches(word.lower(), by_lower, n=1)
+    return f"; did you mean {by_lower[close[0]]!r}?" if close else ""
+
+
+def _check_keys(
+    ctx: _Context,
+    section: dict[Any, Any],
+    prefix: str,
+    allowed: tuple[str, ...],
+    elsewhere: Mapping[str, str] | None = None,
+) -> None:
+    """Report keys not in `allowed`; `elsewhere` explains keys that are known but misplaced."""
+    known = allowed + tuple(elsewhere or {})
+    for key in section:
+        if key in allowed:
+            continue
+        if elsewhere and key in elsewhere:
+            ctx.error(_join(prefix, key), elsewhere[key])
+        elif isinstance(key, str):
+            ctx.error(
+                _join(prefix, key),
+                f"unknown key; allowed: {', '.join(allowed)}{_suggest(key, known)}",
+            )
+        else:
+            ctx.error(prefix or "top level", f"key {_show(key)} is not a string; allowed: {', '.join(allowed)}")
+
+
+def _section(ctx: _Context, value: Any, path: str, what: str) -> dict[Any, Any] | None:
+    """An optional mapping: null counts as empty (a key whose children are all commented out)."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    ctx.error(path, f"must be a mapping of {what} (got {_kind(value)})")  # kind only: `auth: <password>`
+    return None
+
+
+def _missing(section: dict[Any, Any], key: str) -> bool:
+    return section.get(key) is None
+
+
+def _string(ctx: _Context, section: dict[Any, Any], key: str, prefix: str) -> str | None:
+    value = section.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or value == "":
+        ctx.error(_join(prefix, key), f"must be a non-empty string (got {_show(value)})")
+        return None
+    return value
+
+
+def _integer(ctx: _Context, section: dict[Any, Any], key: str, prefix: str, low: int, high: int) -> int | None:
+    value = section.get(key)
+    if value is None:
+        return None
+    # bool is an int in Python; `port: true` is a mistake, not port 1.
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        ctx.error(_join(prefix, key), f"must be an integer from {low} to {high} (got {_show(value)})")
+        return None
+    return value
+
+
+def _boolean(ctx: _Context, section: dict[Any, Any], key: str, prefix: str) -> bool | None:
+    value = section.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    ctx.error(_join(prefix, key), f"must be true or false (got {_show(value)})")
+    return None
+
+
+def _choice(ctx: _Context, section: dict[Any, Any], key: str, prefix: str, choices: tuple[_T, ...]) -> _T | None:
+    value = section.get(key)
+    if value is None:
+        return None
+    found = next((choice for choice in choices if choice == value), None)
+    if found is None:
+        ctx.error(
+            _join(prefix, key),
+            f"must be one of {', '.join(choices)} (got {_show(value)}){_suggest(value, choices)}",
+        )
+    return found
+
+
+def _duration(ctx: _Context, section: dict[Any, Any], key: str, prefix: str) -> _Duration | None:
+    value = section.get(key)
+    if value is None:
+        return None
+    path = _join(prefix, key)
+    if isinstance(value, bool) or not isinstance(value, str | int):  # int: `interval: 300`
+        ctx.error(path, f"must be a duration such as 30s, 5m or 1h30m (got {_show(value)})")
+        return None
+    if isinstance(value, int):
+        ctx.error(path, f"{value} has no unit; write {value}s for seconds (a duration such as 30s, 5m or 1h30m)")
+        return None
+    text = value
+    try:
+        return _Duration(parse_duration(text), text, path)
+    except ValueError as exc:
+        ctx.error(path, str(exc))
+        return None
+
+
+def _existing_file(ctx: _Context, section: dict[Any, Any], key: str, prefix: str) -> str | None:
+    """A path that must name a readable file now (certificates, CA bundles): resolved, absolute."""
+    given = _string(ctx, section, key, prefix)
+    if given is None:
+        return None
+    path = ctx.resolve(given)
+    if not os.path.isfile(path):
+        ctx.error(_join(prefix, key), f"{path} does not exist or is not a file")
+    elif not os.access(path, os.R_OK):
+        ctx.error(_join(prefix, key), f"{path} is not readable by this process")
+    return path
+
+
+# --- the sections -------------------------------------------------------------------------------
+
+_TOP_KEYS = ("defaults", "targets")
+_DEFAULT_KEYS = ("interval", "timeout", "per_row", "stale_after", "collectors")
+_COMMON_KEYS = ("name", "source", "site_code", *_DEFAULT_KEYS)
+_SOURCE_KEYS: dict[SourceKind, tuple[str, ...]] = {
+    "winrm": ("host", "port", "scheme", "auth", "tls"),
+    "file": ("path",),
+    "demo": ("packages", "servers", "seed"),
+}
+_AUTH_KEYS = (
+    "transport", "username", "password_file", "password_env", "password",
+    "message_encryption", "allow_unencrypted",
+)  # fmt: skip
+_PASSWORD_KEYS = ("password_file", "password_env", "password")
+_TLS_KEYS = ("verify", "ca_file", "cert_file", "key_file")
+_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_SITE_CODE_RE = re.compile(r"[A-Za-z0-9]{3}")
+_PASSWORD_FILE_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class _Defaults:
+    """The settings every target inherits; each may be overridden on the target."""
+
+    interval: _Duration = _Duration(300.0, "5m", "the default")
+    timeout: _Duration = _Duration(120.0, "2m", "the default")
+    per_row: PerRow = "all"
+    stale_after: _Duration = _Duration(900.0, "15m", "the default")
+    collectors: Mapping[Collector, bool] = field(default_factory=dict)
+
+
+def _config(ctx: _Context, data: Any) -> Config | None:
+    if data is None:
+        ctx.error("top level", "the configuration is empty; it needs at least a `targets:` list")
+        return None
+    if not isinstance(data, dict):
+        ctx.error("top level", f"must be a mapping with keys defaults and targets (got {_show(data)})")
+        return None
+    misplaced = {key: "not a top-level key; put it under defaults: or on a target" for key in _DEFAULT_KEYS}
+    _check_keys(ctx, data, "", _TOP_KEYS, misplaced)
+    defaults = _defaults(ctx, data.get("defaults"))
+    targets = _targets(ctx, data, defaults)
+    return Config(targets=targets) if targets is not None else None
+
+
+def _defaults(ctx: _Context, value: Any) -> _Defaults | None:
+    """The defaults: block over the built-in defaults; None when it is wrong (errors recorded)."""
+    before = len(ctx.errors)
+    section = _section(ctx, value, "defaults", "settings every target inherits")
+    if section is None:
+        return None
+    _check_keys(ctx, section, "defaults", _DEFAULT_KEYS)
+    defaults = _inherit(ctx, section, "defaults", _Defaults())
+    if len(ctx.errors) == before:
+        _check_timing(ctx, defaults, "defaults")
+    return defaults if len(ctx.errors) == before else None
+
+
+def _inherit(ctx: _Context, section: dict[Any, Any], prefix: str, parent: _Defaults) -> _Defaults:
+    """The settings of `section` on top of `parent`'s (built-in defaults, or the defaults: block)."""
+    collectors = _collectors(ctx, section.get("collectors"), _join(prefix, "collectors"))
+    return _Defaults(
+        interval=_duration(ctx, section, "interval", prefix) or parent.interval,
+        timeout=_duration(ctx, section, "timeout", prefix) or parent.timeout,
+        per_row=_choice(ctx, section, "per_row", prefix, PER_ROWS) or parent.per_row,
+        stale_after=_duration(ctx, section, "stale_after", prefix) or parent.stale_after,
+        collectors={**parent.collectors, **collectors},  # per collector: a target changes one
+    )
+
+
+def _collectors(ctx: _Context, value: Any, path: str) -> dict[Collector, bool]:
+    section = _section(ctx, value, path, "collector names to true or false")
+    if section is None:
+        return {}
+    _check_keys(ctx, section, path, COLLECTORS)
+    chosen: dict[Collector, bool] = {}
+    for name in COLLECTORS:
+        enabled = _boolean(ctx, section, name, path)
+        if name == "package_status" and enabled is False:
+            ctx.error(
+                _join(path, name),
+                "cannot be turned off: sccm_up and the count families come from it (allowed: true)",
+            )
+        elif enabled is not None:
+            chosen[name] = enabled
+    return chosen
+
+
+def _check_timing(ctx: _Context, settings: _Defaults, prefix: str) -> None:
+    """timeout <= interval and stale_after >= interval, reported where the user set a value.
+
+    A pair that comes wholly from above (defaults or built-in) was checked there already, so a
+    bad `defaults:` block gives one error, not one per target.
+    """
+
+    def where(first: _Duration, second: _Duration) -> str | None:
+        own = [d.origin for d in (first, second) if d.origin.startswith(prefix + ".")]
+        return own[0] if own else None
+
+    interval, timeout, stale = settings.interval, settings.timeout, settings.stale_after
+    path = where(timeout, interval)
+    if path and timeout.seconds > interval.seconds:
+        ctx.error(
+            path,
+            f"timeout {timeout.text} ({timeout.origin}) is longer than interval {interval.text} "
+            f"({interval.origin}); a poll must end before the next one is due: "
+            "set timeout to at most the interval",
+        )
+    path = where(stale, interval)
+    if path and stale.seconds < interval.seconds:
+        ctx.error(
+            path,
+            f"stale_after {stale.text} ({stale.origin}) is shorter than interval {interval.text} "
+            f"({interval.origin}); the rows would vanish between two good polls: "
+            "set stale_after to at least the interval",
+        )
+    if interval.seconds <= 0 and interval.origin.startswith(prefix + "."):
+        ctx.error(interval.origin, "must be longer than 0s")
+    if timeout.seconds <= 0 and timeout.origin.startswith(prefix + "."):
+        ctx.error(timeout.origin, "must be longer than 0s")
+
+
+def _targets(ctx: _Context, data: dict[Any, Any], defaults: _Defaults | None) -> tuple[TargetConfig, ...] | None:
+    value = data.get("targets")
+    if value is None:
+        ctx.error("targets", "required: a list of the SMS Providers (or files, or demo sites) to poll")
+        return None
+    if not isinstance(value, list):
+        ctx.error("targets", f"must be a list of targets (got {_show(value)})")
+        return None
+    if not value:
+        ctx.error("targets", "at least one target is required (got an empty list)")
+        return None
+    built = [_target(ctx, item, f"targets[{index}]", defaults) for index, item in enumerate(value)]
+    _check_unique_names(ctx, value)
+    targets = tuple(target for target in built if target is not None)
+    return targets if len(targets) == len(built) else None
+
+
+def _check_unique_names(ctx: _Context, items: list[Any]) -> None:
+    first: dict[str, int] = {}
+    for index, item in enumerate(items):
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            ctx.error(f"targets[{index}].name", f"duplicate target name {name!r} (also targets[{first[name]}])")
+        else:
+            first[name] = index
+
+
+def _target(ctx: _Context, value: Any, prefix: str, defaults: _Defaults | None) -> TargetConfig | None:
+    """One target, or None when it is wrong; every problem in it is recorded either way."""
+    if not isinstance(value, dict):
+        ctx.error(prefix, f"must be a mapping with at least name and source (got {_show(value)})")
+        return None
+    before = len(ctx.errors)
+    source = _target_keys(ctx, value, prefix)
+    name = _target_name(ctx, value, prefix)
+    settings = _inherit(ctx, value, prefix, defaults or _Defaults())
+    # Against a broken defaults: block the comparison would only add confusing errors.
+    if defaults is not None and len(ctx.errors) == before:
+        _check_timing(ctx, settings, prefix)
+    site_code = _site_code(ctx, value, prefix)
+    if source is None:
+        return None
+    base = TargetConfig(
+        name=name or "",
+        source=source,
+        site_code=site_code,
+        interval=settings.interval.seconds,
+        timeout=settings.timeout.seconds,
+        per_row=settings.per_row,
+        stale_after=settings.stale_after.seconds,
+        collectors=_enabled(settings.collectors),
+    )
+    builders = {"winrm": _winrm_target, "file": _file_target, "demo": _demo_target}
+    target = builders[source](ctx, value, prefix, base)
+    return target if len(ctx.errors) == before else None
+
+
+def _enabled(chosen: Mapping[Collector, bool]) -> frozenset[Collector]:
+    return frozenset(name for name in COLLECTORS if chosen.get(name, name in DEFAULT_COLLECTORS))
+
+
+def _target_keys(ctx: _Context, value: dict[Any, Any], prefix: str) -> SourceKind | None:
+    """The target's source, after checking that every key belongs to it."""
+    if _missing(value, "source"):
+        ctx.error(_join(prefix, "source"), f"required: one of {', '.join(SOURCE_KINDS)}")
+    source = _choice(ctx, value, "source", prefix, SOURCE_KINDS)
+    if source is None:  # unknown source: accept the keys of any source, report only strangers
+        every = tuple(key for keys in _SOURCE_KEYS.values() for key in keys)
+        _check_keys(ctx, value, prefix, _COMMON_KEYS + every)
+        return None
+    elsewhere = {
+        key: f"belongs to source {other}, not to this target's source {source}"
+        for other, keys in _SOURCE_KEYS.items()
+        if other != source
+        for key in keys
+    }
+    _check_keys(ctx, value, prefix, _COMMON_KEYS + _SOURCE_KEYS[source], elsewhere)
+    return source
+
+
+def _target_name(ctx: _Context, value: dict[Any, Any], prefix: str) -> str | None:
+    name = value.get("name")
+    path = _join(prefix, "name")
+    if name is None:
+        ctx.error(path, "required: a unique name, used as the target label and in /probe?target=")
+        return None
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        ctx.error(
+            path,
+            "must be 1 to 64 letters, digits, '_', '-' or '.', as it is the target label and goes "
+            f"in /probe?target= (got {_show(name)})",
+        )
+        return None
+    return name
+
+
+def _site_code(ctx: _Context, value: dict[Any, Any], prefix: str) -> str | None:
+    code = value.get("site_code")
+    if code is None:
+        return None
+    if not isinstance(code, str) or not _SITE_CODE_RE.fullmatch(code):
+        hint = "; quote it so YAML keeps it as written" if isinstance(code, int) else ""
+        ctx.error(
+            _join(prefix, "site_code"),
+            f"must be 3 letters or digits, such as ABC or P01 (got {_show(code)}){hint}",
+        )
+        return None
+    return code.upper()
+
+
+def _file_target(ctx: _Context, value: dict[Any, Any], prefix: str, base: TargetConfig) -> TargetConfig:
+    if _missing(value, "path"):
+        ctx.error(_join(prefix, "path"), "required for source file: the exported CSV or JSON file")
+    given = _string(ctx, value, "path", prefix)
+    if given is not None and "\0" in given:
+        ctx.error(_join(prefix, "path"), "must not contain a NUL character")
+        given = None
+    # The file need not exist yet: a scheduled export on Windows may write it after the exporter
+    # starts. Until then each poll fails (sccm_up 0) and the exporter keeps serving.
+    return replace(base, path=ctx.resolve(given) if given else None)
+
+
+def _demo_target(ctx: _Context, value: dict[Any, Any], prefix: str, base: TargetConfig) -> TargetConfig:
+    packages = _integer(ctx, value, "packages", prefix, 1, 100_000)
+    servers = _integer(ctx, value, "servers", prefix, 1, 10_000)
+    seed = value.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        ctx.error(_join(prefix, "seed"), f"must be an integer (got {_show(seed)})")
+        seed = None
+    return replace(base, packages=packages or base.packages, servers=servers or base.servers, seed=seed)
+
+
+# --- winrm --------------------------------------------------------------------------------------
+
+
+def _winrm_target(ctx: _Context, value: dict[Any, Any], prefix: str, base: TargetConfig) -> TargetConfig:
+    host = _host(ctx, value, prefix)
+    scheme = _choice(ctx, value, "scheme", prefix, SCHEMES) or "https"
+    port = _integer(ctx, value, "port", prefix, 1, 65535) or (5986 if scheme == "https" else 5985)
+    auth = _auth(ctx, value.get("auth"), _join(prefix, "auth"), scheme)
+    tls = _tls(ctx, value.get("tls"), _join(prefix, "tls"), scheme, auth.transport if auth else None)
+    return replace(
+        base,
+        host=host,
+        port=port,
+        scheme=scheme,
+        auth=auth or AuthConfig(),
+        tls=tls or TLSConfig(),
+    )
+
+
+def _host(ctx: _Context, value: dict[Any, Any], prefix: str) -> str | None:
+    path = _join(prefix, "host")
+    if _missing(value, "host"):
+        ctx.error(path, "required for source winrm: the SMS Provider's host name or IP address")
+        return None
+    host = _string(ctx, value, "host", prefix)
+    if host is None:
+        return None
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if "/" in host or any(c.isspace() for c in host):
+        ctx.error(path, f"must be a host name or IP address only; set scheme and port apart (got {_show(host)})")
+    elif ":" in bare and not _is_ipv6(bare):
+        ctx.error(path, f"must be a host name or IP address only; put the port in port (got {_show(host)})")
+    return bare  # an IPv6 literal without brackets; TargetConfig.endpoint adds them
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _auth(ctx: _Context, value: Any, path: str, scheme: Scheme) -> AuthConfig | None:
+    if value is None:
+        transports = ", ".join(TRANSPORTS)
+        ctx.error(
+            path, f"required for source winrm: a mapping with transport ({transports}) and the credentials it needs"
+        )
+        return None
+    section = _section(ctx, value, path, "transport and credentials")
+    if section is None:
+        return None
+    _check_keys(ctx, section, path, _AUTH_KEYS)
+    if _missing(section, "transport"):
+        ctx.error(_join(path, "transport"), f"required: one of {', '.join(TRANSPORTS)}")
+    transport = _choice(ctx, section, "transport", path, TRANSPORTS)
+    encryption = _choice(ctx, section, "message_encryption", path, ENCRYPTIONS) or "auto"
+    allow_unencrypted = _boolean(ctx, section, "allow_unencrypted", path) or False
+    if transport is not None:
+        _check_transport(ctx, path, transport, scheme, encryption, allow_unencrypted)
+    username = _username(ctx, section, path, transport)
+    password = _password(ctx, section, path, transport, username)
+    if transport is None:
+        return None
+    return AuthConfig(
+        transport=transport,
+        username=username,
+        password=password,
+        message_encryption=encryption,
+        allow_unencrypted=allow_unencrypted,
+    )
+
+
+def _check_transport(
+    ctx: _Context, path: str, transport: Transport, scheme: Scheme, encryption: Encryption, allow: bool
+) -> None:
+    if transport == "basic" and scheme == "http" and not allow:
+        ctx.error(
+            _join(path, "transport"),
+            "basic over scheme http is refused: the password would cross the network in clear "
+            "(basic has no message encryption); use scheme https, or set auth.allow_unencrypted: true "
+            "to accept that",
+        )
+    if transport == "certificate" and scheme != "https":
+        ctx.error(_join(path, "transport"), "certificate needs scheme https (the certificate is a TLS one)")
+    if encryption == "always" and transport in ("basic", "certificate"):
+        ctx.error(
+            _join(path, "message_encryption"),
+            f"always is only possible with ntlm, kerberos or credssp; {transport} has no message "
+            "encryption (use scheme https, and auto or never)",
+        )
+
+
+def _username(ctx: _Context, section: dict[Any, Any], path: str, transport: Transport | None) -> str | None:
+    username = _string(ctx, section, "username", path)
+    if transport == "certificate" and username is not None:
+        ctx.error(
+            _join(path, "username"),
+            "not used with transport certificate (the server maps the client certificate to a user)",
+        )
+    needs_username = transport in ("ntlm", "credssp", "basic")
+    if needs_username and _missing(section, "username"):
+        ctx.error(_join(path, "username"), f"required for transport {transport}, such as CORP\\svc-cm-exporter")
+    return username
+
+
+def _password(
+    ctx: _Context, section: dict[Any, Any], path: str, transport: Transport | None, username: str | None
+) -> str | None:
+    """The password from whichever one of its three keys is set.
+
+    Values of these keys are never shown in a message, not even the file name or variable name:
+    a password pasted under the wrong key would otherwise be printed to the log.
+    """
+    given = [key for key in _PASSWORD_KEYS if not _missing(section, key)]
+    if len(given) > 1:
+        ctx.error(path, f"set only one of password_file, password_env, password (got {' and '.join(given)})")
+        return None
+    if not given:
+        if transport in ("ntlm", "credssp", "basic"):
+            ctx.error(path, f"transport {transport} needs a password: set password_file, password_env or password")
+        return None
+    key = given[0]
+    if transport == "certificate":
+        ctx.error(_join(path, key), "not used with transport certificate (it signs in with tls.cert_file)")
+        return None
+    if transport == "kerberos" and username is None:
+        ctx.error(_join(path, key), "kerberos uses a password only together with auth.username")
+        return None
+    readers = {"password_file": _password_from_file, "password_env": _password_from_env, "password": _inline}
+    return readers[key](ctx, section[key], _join(path, key))
+
+
+def _secret_kind(value: object) -> str:
+    return "an empty string" if value == "" else _kind(value)
+
+
+def _inline(ctx: _Context, value: Any, path: str) -> str | None:
+    if not isinstance(value, str) or value == "":
+        ctx.error(path, f"must be a non-empty string (got {_secret_kind(value)}); put it in quotes")
+        return None
+    return value
+
+
+def _password_from_env(ctx: _Context, value: Any, path: str) -> str | None:
+    if not isinstance(value, str) or value == "":
+        ctx.error(path, f"must be the name of an environment variable (got {_secret_kind(value)})")
+        return None
+    try:
+        password = ctx.environ.get(value)
+    except (UnicodeError, ValueError):  # a name os.environ cannot encode is not set either
+        password = None
+    if not password:
+        state = "is empty" if password == "" else "is not set"
+        ctx.error(path, f"the environment variable it names {state}; the password must be in it")
+        return None
+    return password
+
+
+def _password_from_file(ctx: _Context, value: Any, path: str) -> str | None:
+    if not isinstance(value, str) or value == "":
+        ctx.error(path, f"must be the path of a file holding the password (got {_secret_kind(value)})")
+        return None
+    file = ctx.resolve(value)
+    if not os.path.isfile(file):  # also keeps a FIFO from blocking the load forever
+        ctx.error(path, f"the file it names does not exist or is not a file (relative paths start at {ctx.base_dir})")
+        return None
+    try:
+        with open(file, "rb") as handle:
+            data = handle.read(_PASSWORD_FILE_LIMIT + 1)
+    except OSError as exc:
+        ctx.error(path, f"cannot read the file it names ({exc.strerror}; relative paths start at {ctx.base_dir})")
+        return None
+    if len(data) > _PASSWORD_FILE_LIMIT:
+        ctx.error(path, "the file it names is larger than 64 KiB; it should hold only the password")
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        ctx.error(path, "the file it names is not UTF-8 text")
+        return None
+    # One line ending only: `echo pw > file` adds one, and a password may end in spaces.
+    password = text.removesuffix("\n").removesuffix("\r") if text.endswith("\n") else text
+    if password == "":
+        ctx.error(path, "the file it names is empty; it must hold the password")
+        return None
+    return password
+
+
+def _tls(ctx: _Context, value: Any, path: str, scheme: Scheme, transport: Transport | None) -> TLSConfig | None:
+    section = _section(ctx, value, path, "TLS settings")
+    if section is None:
+        return None
+    _check_keys(ctx, section, path, _TLS_KEYS)
+    if section and scheme == "http":
+        ctx.error(path, "only used with scheme https (this target uses http)")
+        return None
+    tls = TLSConfig(
+        verify=_boolean(ctx, section, "verify", path) is not False,  # verification stays on unless refused
+        ca_file=_existing_file(ctx, section, "ca_file", path),
+        cert_file=_existing_file(ctx, section, "cert_file", path),
+        key_file=_existing_file(ctx, section, "key_file", path),
+    )
+    _check_client_certificate(ctx, section, path, transport)
+    return tls
+
+
+def _check_client_certificate(ctx: _Context, section: dict[Any, Any], path: str, transport: Transport | None) -> None:
+    for key in ("cert_file", "key_file"):
+        if transport == "certificate" and _missing(section, key):
+            ctx.error(_join(path, key), "required for auth.transport certificate (PEM file)")
+        elif transport not in ("certificate", None) and not _missing(section, key):
+            ctx.error(
+                _join(path, key),
+                f"only used with auth.transport certificate (this target uses {transport})",
+            )
