@@ -94,7 +94,7 @@ def run(config: Config, address: tuple[str, int]) -> int:
         return EXIT_ERROR
     exporter.start()
     host, port = httpd.server_address[:2]
-    log.info("listening", extra={"address": f"{host}:{port}", "targets": len(config.targets),
+    log.info("listening", extra={"address": f"{host!s}:{port}", "targets": len(config.targets),
                                  "version": __version__})
     stopping = threading.Event()
 
