@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,17 +162,20 @@ class ExporterProcess:
         return self.proc.returncode
 
 
+StartExporter = Callable[..., ExporterProcess]
+
+
 @pytest.fixture
-def run_exporter(tmp_path: Path) -> Iterator[type[ExporterProcess]]:
-    """Start exporters with `run_exporter(config_path)`; every one is stopped after the test."""
+def run_exporter(tmp_path: Path) -> Iterator[StartExporter]:
+    """Start exporters with `run_exporter(config_path, [extra flags])`; each is stopped after the test."""
     started: list[ExporterProcess] = []
 
-    class Started(ExporterProcess):
-        def __init__(self, config: Path, extra_args: list[str] | None = None) -> None:
-            super().__init__(config, tmp_path / f"exporter-{len(started)}.log", extra_args)
-            started.append(self)
+    def start(config: Path, extra_args: list[str] | None = None) -> ExporterProcess:
+        process = ExporterProcess(config, tmp_path / f"exporter-{len(started)}.log", extra_args)
+        started.append(process)
+        return process
 
-    yield Started
+    yield start
     for process in started:
         process.stop()
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 from conftest import (
-    ExporterProcess,
+    StartExporter,
     console_script,
     gunzip,
     labels,
     parse_samples,
     promtool_check_metrics,
 )
+from datasets import Row, three_site_dataset
+from expected import check_target
 
 FAMILIES = {
     "sccm_package_status",
@@ -46,7 +51,7 @@ targets:
 
 
 def test_demo_site_serves_every_family_complete_and_promtool_accepts_it(
-    tmp_path: Path, run_exporter: type[ExporterProcess], promtool: str
+    tmp_path: Path, run_exporter: StartExporter, promtool: str
 ) -> None:
     exporter = run_exporter(demo_config(tmp_path))
     exporter.wait_ready()
@@ -67,7 +72,7 @@ def test_demo_site_serves_every_family_complete_and_promtool_accepts_it(
 
 
 def test_probe_serves_one_target_and_unknown_target_is_a_clear_404(
-    tmp_path: Path, run_exporter: type[ExporterProcess], promtool: str
+    tmp_path: Path, run_exporter: StartExporter, promtool: str
 ) -> None:
     exporter = run_exporter(demo_config(tmp_path))
     exporter.wait_ready()
@@ -82,7 +87,7 @@ def test_probe_serves_one_target_and_unknown_target_is_a_clear_404(
     assert exporter.get("/probe").status == 400
 
 
-def test_health_ready_landing_page_and_gzip(tmp_path: Path, run_exporter: type[ExporterProcess]) -> None:
+def test_health_ready_landing_page_and_gzip(tmp_path: Path, run_exporter: StartExporter) -> None:
     exporter = run_exporter(demo_config(tmp_path))
     exporter.wait_ready()
     assert exporter.get("/-/healthy").status == 200
@@ -99,7 +104,7 @@ def test_health_ready_landing_page_and_gzip(tmp_path: Path, run_exporter: type[E
     assert exporter.get("/nothing-here").status == 404
 
 
-def test_file_source_serves_the_exported_rows(tmp_path: Path, run_exporter: type[ExporterProcess]) -> None:
+def test_file_source_serves_the_exported_rows(tmp_path: Path, run_exporter: StartExporter) -> None:
     csv = tmp_path / "status.csv"
     csv.write_bytes(
         "\ufeff\"PackageID\",\"PkgServer\",\"SiteCode\",\"Status\",\"Type\",\"Personality\",\"UpdateTime\"\r\n"
@@ -147,8 +152,75 @@ def test_help_lists_every_flag() -> None:
         assert flag in result.stdout
 
 
-def test_sigterm_stops_cleanly(tmp_path: Path, run_exporter: type[ExporterProcess]) -> None:
+def test_sigterm_stops_cleanly(tmp_path: Path, run_exporter: StartExporter) -> None:
     exporter = run_exporter(demo_config(tmp_path))
     exporter.wait_ready()
     assert exporter.stop() == 0
     assert 'msg=stopped' in exporter.log()
+
+
+def export_csv(rows: list[Row]) -> bytes:
+    """The rows as Windows PowerShell 5.1 writes `Get-WmiObject ... | Export-Csv -Encoding UTF8`:
+    BOM, #TYPE line, every field quoted, CRLF, DMTF datetimes, extra columns."""
+    columns = ["__GENUS", "__CLASS", "Location", "PackageID", "Personality", "PkgServer", "ShareName", "SiteCode",
+               "Status", "Type", "UpdateTime", "PSComputerName"]
+
+    def field(row: Row, name: str) -> str:
+        value = {"__GENUS": 2, "__CLASS": "SMS_PackageStatus", "PSComputerName": "CM01"}.get(name, row.get(name))
+        if isinstance(value, datetime):
+            value = value.astimezone(UTC).strftime("%Y%m%d%H%M%S.%f") + "+000"
+        text = "" if value is None else str(value)
+        return '"' + text.replace('"', '""') + '"'
+
+    lines = ["#TYPE System.Management.ManagementObject#root\\SMS\\site_ABC\\SMS_PackageStatus",
+             ",".join(f'"{c}"' for c in columns)]
+    lines += [",".join(field(row, c) for c in columns) for row in rows]
+    return b"\xef\xbb\xbf" + "\r\n".join(lines).encode("utf-8") + b"\r\n"
+
+
+def convert_to_json(rows: list[Row]) -> bytes:
+    """The rows as PowerShell 7 writes `... | ConvertTo-Json | Out-File -Encoding unicode`:
+    UTF-16 LE with BOM, CRLF, ISO datetimes with 7 fraction digits and an offset."""
+
+    def value(v: object) -> object:
+        return v.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f0+00:00") if isinstance(v, datetime) else v
+
+    text = json.dumps([{k: value(v) for k, v in row.items()} for row in rows], indent=2).replace("\n", "\r\n")
+    return b"\xff\xfe" + text.encode("utf-16-le")
+
+
+def test_file_source_serves_an_export_of_a_whole_site_exactly(
+    tmp_path: Path, run_exporter: StartExporter, promtool: str
+) -> None:
+    dataset = three_site_dataset()
+    abc = dataset["root\\SMS\\site_ABC"]["SMS_PackageStatus"]
+    defg = dataset["root\\SMS\\site_DEF"]["SMS_PackageStatus"]
+    (tmp_path / "abc.csv").write_bytes(export_csv(abc))
+    (tmp_path / "def.json").write_bytes(convert_to_json(defg))
+    config = write(tmp_path / "files.yaml", """
+targets:
+  - {name: abc, source: file, path: abc.csv}
+  - {name: def, source: file, path: def.json}
+""")
+    exporter = run_exporter(config)
+    exporter.wait_ready()
+    text = exporter.scrape()
+    promtool_check_metrics(promtool, text)
+    got = parse_samples(text)
+    assert got["sccm_up"] == {labels(target="abc"): 1.0, labels(target="def"): 1.0}
+    check_target(got, "abc", "ABC", abc)
+    check_target(got, "def", "DEF", defg)
+
+
+def test_demo_site_has_one_master_row_per_package_and_one_copy_row_per_package_and_dp(
+    tmp_path: Path, run_exporter: StartExporter
+) -> None:
+    exporter = run_exporter(demo_config(tmp_path, packages=30, servers=8))
+    exporter.wait_ready()
+    got = exporter.samples()
+    rows = [dict(k) for k in got["sccm_package_status"] if dict(k)["target"] == "demo"]
+    masters = Counter(r["package_id"] for r in rows if r["type"] == "master")
+    copies = Counter((r["package_id"], r["server"]) for r in rows if r["type"] == "copy")
+    assert len(masters) == 30 and set(masters.values()) == {1}
+    assert len(copies) == 30 * 8 and set(copies.values()) == {1}
+    assert len(rows) == 30 * 9

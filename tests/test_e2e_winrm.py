@@ -6,21 +6,17 @@ the exporter's own parsing, and compared with what a scrape over HTTP returns.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ExporterProcess, Samples, free_port, labels, parse_samples, promtool_check_metrics
-from datasets import THREE_SITES, Row, dp_host, site_server, three_site_dataset
+from conftest import Samples, StartExporter, free_port, labels, parse_samples, promtool_check_metrics
+from datasets import three_site_dataset
+from expected import check_target
 from wsman_server import DEFAULT_USERS, WSManServer
 
 USER, PASSWORD = next(iter(DEFAULT_USERS.items()))
-STATUS = {0: "none", 1: "sent", 2: "received", 3: "installed", 4: "retry", 5: "failed", 6: "removed",
-          7: "pending_remove"}
-TYPE = {1: "master", 2: "copy"}
-PERSONALITY = {0: "none", 1: "mac", 2: "fpnw"}
 
 
 @pytest.fixture(scope="module")
@@ -32,29 +28,6 @@ def dataset() -> dict[str, Any]:
 def provider(dataset: dict[str, Any]) -> Iterator[WSManServer]:
     with WSManServer(dataset) as server:
         yield server
-
-
-def host_of(row: Row) -> str:
-    """The host a row names, found among the data set's known hosts (not by the exporter's parser)."""
-    site = row["SiteCode"]
-    servers = next(count for code, _, count, _ in THREE_SITES if code == site)
-    known = [site_server(site)] + [dp_host(site, i) for i in range(1, servers + 1)]
-    value = row["PkgServer"]
-    (host,) = [h for h in known if value == h or f"\\\\{h}\\" in value]
-    return host
-
-
-def expected_series(rows: list[Row], target: str) -> dict[tuple[tuple[str, str], ...], Row]:
-    return {
-        labels(target=target, site=r["SiteCode"], package_id=r["PackageID"], server=host_of(r),
-               type=TYPE[r["Type"]], status=STATUS.get(r["Status"], str(r["Status"])),
-               personality=PERSONALITY[r["Personality"]]): r
-        for r in rows
-    }
-
-
-def of_target(family: dict[tuple[tuple[str, str], ...], float], target: str) -> dict[Any, float]:
-    return {k: v for k, v in family.items() if dict(k)["target"] == target}
 
 
 def winrm_config(tmp_path: Path, port: int, targets: str, *, interval: str = "3s", timeout: str = "2s",
@@ -83,7 +56,7 @@ def winrm_config(tmp_path: Path, port: int, targets: str, *, interval: str = "3s
 
 
 def test_three_sites_over_ntlm_with_message_encryption_every_family_exact(
-    tmp_path: Path, provider: WSManServer, dataset: dict[str, Any], run_exporter: type[ExporterProcess],
+    tmp_path: Path, provider: WSManServer, dataset: dict[str, Any], run_exporter: StartExporter,
     promtool: str,
 ) -> None:
     # abc leaves site_code out: it is discovered from SMS_ProviderLocation (ABC is the local site).
@@ -100,40 +73,8 @@ def test_three_sites_over_ntlm_with_message_encryption_every_family_exact(
     assert PASSWORD not in exporter.log()
 
 
-def check_target(got: Samples, target: str, site: str, rows: list[Row]) -> None:
-    expected = expected_series(rows, target)
-    assert len(expected) == len(rows)  # the data set has no duplicate keys
-    assert of_target(got["sccm_package_status"], target) == dict.fromkeys(expected, 1.0)
-    stamps = of_target(got["sccm_package_status_update_timestamp_seconds"], target)
-    timed = {k: r["UpdateTime"].timestamp() for k, r in expected.items() if r["UpdateTime"] is not None}
-    assert stamps.keys() == timed.keys()
-    assert all(stamps[k] == pytest.approx(v, abs=1e-6) for k, v in timed.items())
-
-    by_status = Counter((TYPE[r["Type"]], STATUS.get(r["Status"], str(r["Status"]))) for r in rows)
-    counts = of_target(got["sccm_package_status_rows"], target)
-    for type_name in ("master", "copy"):
-        for status in STATUS.values():  # complete: every known status, zeros included
-            key = labels(target=target, site=site, type=type_name, status=status)
-            assert counts[key] == by_status[(type_name, status)]
-    assert counts[labels(target=target, site=site, type="copy", status="9")] == by_status[("copy", "9")] > 0
-    assert sum(counts.values()) == len(rows)
-
-    copies = [r for r in rows if r["Type"] == 2]
-    per_server = of_target(got["sccm_server_package_status_rows"], target)
-    assert sum(per_server.values()) == len(copies)
-    dp = dp_host(site, 1)
-    dp_failed = sum(1 for r in copies if host_of(r) == dp and r["Status"] == 5)
-    assert per_server[labels(target=target, site=site, server=dp, status="failed")] == dp_failed
-
-    holders = of_target(got["sccm_package_status_servers"], target)
-    failing = next(r for r in copies if r["Status"] == 5)
-    servers = {host_of(r) for r in copies if r["PackageID"] == failing["PackageID"] and r["Status"] == 5}
-    assert holders[labels(target=target, site=site, package_id=failing["PackageID"], status="failed")] == len(servers)
-    assert len({dict(k)["package_id"] for k in holders}) == len({r["PackageID"] for r in rows})
-
-
 def test_https_with_basic_auth_and_the_providers_ca_file(
-    tmp_path: Path, dataset: dict[str, Any], run_exporter: type[ExporterProcess]
+    tmp_path: Path, dataset: dict[str, Any], run_exporter: StartExporter
 ) -> None:
     with WSManServer(dataset, tls=True, auth=("basic",)) as provider:
         config = winrm_config(tmp_path, provider.port, "abc:ABC", transport="basic", scheme="https",
@@ -151,7 +92,7 @@ def errors_of(samples: Samples, target: str) -> dict[str, float]:
 
 
 def test_failures_are_counted_by_reason_and_the_exporter_keeps_serving(
-    tmp_path: Path, provider: WSManServer, run_exporter: type[ExporterProcess]
+    tmp_path: Path, provider: WSManServer, run_exporter: StartExporter
 ) -> None:
     # One healthy target beside a provider that is down, a wrong site code, and bad credentials.
     down_port = free_port()
@@ -186,7 +127,7 @@ def test_failures_are_counted_by_reason_and_the_exporter_keeps_serving(
 
 
 def test_a_provider_that_hangs_times_out_and_the_last_good_rows_stay(
-    tmp_path: Path, provider: WSManServer, run_exporter: type[ExporterProcess]
+    tmp_path: Path, provider: WSManServer, run_exporter: StartExporter
 ) -> None:
     exporter = run_exporter(winrm_config(tmp_path, provider.port, "abc:ABC", interval="2s", timeout="1s"))
     exporter.wait_ready()
@@ -202,7 +143,7 @@ def test_a_provider_that_hangs_times_out_and_the_last_good_rows_stay(
 
 
 def test_a_wmi_fault_mid_walk_keeps_the_last_good_rows(
-    tmp_path: Path, provider: WSManServer, run_exporter: type[ExporterProcess]
+    tmp_path: Path, provider: WSManServer, run_exporter: StartExporter
 ) -> None:
     exporter = run_exporter(winrm_config(tmp_path, provider.port, "abc:ABC", interval="2s", timeout="1s"))
     exporter.wait_ready()
