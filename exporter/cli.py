@@ -15,6 +15,7 @@ from exporter.config import Config, ConfigError, load_config
 from exporter.logs import LEVELS, setup_logging
 from exporter.server import ListenAddressError, parse_listen_address, serve
 from exporter.service import Exporter
+from exporter.webconfig import WebConfig, WebConfigError, load_web_config
 
 log = logging.getLogger("exporter")
 
@@ -39,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--web.listen-address", dest="listen_address", default=":9864", metavar="[HOST]:PORT",
         help="address to serve HTTP on; ':9864' is every interface (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--web.config.file", dest="web_config_file", default=None, metavar="PATH",
+        help="exporter-toolkit web configuration file: TLS (tls_server_config), basic auth "
+        "(basic_auth_users, bcrypt hashes) and response headers (default: plain HTTP, no auth)",
     )
     parser.add_argument(
         "--log.level", dest="log_level", default="info", choices=list(LEVELS),
@@ -66,11 +72,24 @@ def _load(path: str) -> Config | None:
         return None
 
 
+def _load_web(path: str | None) -> WebConfig | None:
+    if path is None:
+        return WebConfig()
+    try:
+        return load_web_config(path)
+    except WebConfigError as exc:
+        print(f"invalid web configuration file {path}:", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format)
     config = _load(args.config_file)
-    if config is None:
+    web_config = _load_web(args.web_config_file)
+    if config is None or web_config is None:
         return EXIT_ERROR
     if args.check_config:
         names = ", ".join(t.name for t in config.targets)
@@ -81,20 +100,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ListenAddressError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_ERROR
-    return run(config, address)
+    return run(config, address, web_config)
 
 
-def run(config: Config, address: tuple[str, int]) -> int:
+def run(config: Config, address: tuple[str, int], web_config: WebConfig) -> int:
     """Serve until SIGTERM or SIGINT, then stop cleanly."""
     exporter = Exporter(config)
     try:
-        httpd = serve(exporter, address)
+        httpd = serve(exporter, address, web_config)
     except OSError as exc:
         log.error("cannot listen", extra={"address": f"{address[0]}:{address[1]}", "err": str(exc)})
         return EXIT_ERROR
     exporter.start()
     host, port = httpd.server_address[:2]
     log.info("listening", extra={"address": f"{host!s}:{port}", "targets": len(config.targets),
+                                 "tls": web_config.tls_enabled, "basic_auth": web_config.auth_required,
                                  "version": __version__})
     stopping = threading.Event()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import logging
 import socket
+import ssl
 import threading
 import time
 from http import HTTPStatus
@@ -18,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 from exporter import __version__
 from exporter.exposition import CONTENT_TYPE, Body
 from exporter.service import Exporter
+from exporter.webconfig import WWW_AUTHENTICATE, WebConfig
 
 log = logging.getLogger("exporter.server")
 
@@ -62,9 +64,10 @@ class ExporterHTTPServer(ThreadingHTTPServer):
     # Many scrapers may connect at once; the default backlog of 5 drops connections under load.
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], exporter: Exporter) -> None:
+    def __init__(self, address: tuple[str, int], exporter: Exporter, web_config: WebConfig | None = None) -> None:
         host, _ = address
         self.exporter = exporter
+        self.web_config = web_config or WebConfig()
         if ":" in host or host == "":
             self.address_family = socket.AF_INET6 if socket.has_ipv6 else socket.AF_INET
         if host == "" and self.address_family == socket.AF_INET6:
@@ -77,10 +80,28 @@ class ExporterHTTPServer(ThreadingHTTPServer):
             self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         super().server_bind()
 
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        # Only wrapped here: the TLS handshake happens in the connection's own thread
+        # (finish_request), so one stalled client cannot block the accept loop.
+        return self.web_config.wrap_accepted(sock), address
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            try:
+                self.web_config.handshake(request)
+            except OSError as exc:  # no or bad client certificate, SAN not allowed, plain HTTP, timeout
+                log.debug("tls handshake failed", extra={"client": client_address[0], "err": str(exc)})
+                return
+        super().finish_request(request, client_address)
+
 
 class Handler(BaseHTTPRequestHandler):
     server: ExporterHTTPServer
     protocol_version = "HTTP/1.1"
+    # An idle or stalled client must not hold a thread forever; Prometheus reuses its
+    # connection well within this.
+    timeout = 300
     server_version = f"sccm-package-exporter/{__version__}"
 
     def do_GET(self) -> None:
@@ -92,6 +113,11 @@ class Handler(BaseHTTPRequestHandler):
     def _handle(self, *, head: bool) -> None:
         # One handler serves every request of a keep-alive connection: reset per request.
         self._head_only = head
+        # Every endpoint is protected when basic_auth_users is set, as with exporter-toolkit.
+        if not self.server.web_config.check_basic_auth(self.headers.get("Authorization")):
+            self._send(HTTPStatus.UNAUTHORIZED, b"Unauthorized\n", "text/plain; charset=utf-8",
+                       {"WWW-Authenticate": WWW_AUTHENTICATE})
+            return
         url = urlsplit(self.path)
         routes = {
             "/metrics": self._metrics,
@@ -146,7 +172,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Vary", "Accept-Encoding")
-        for name, value in (headers or {}).items():
+        for name, value in {**self.server.web_config.headers, **(headers or {})}.items():
             self.send_header(name, value)
         self.end_headers()
         if not self._head_only:
@@ -194,9 +220,9 @@ version {html.escape(__version__)}.</p>
 """
 
 
-def serve(exporter: Exporter, address: tuple[str, int]) -> ExporterHTTPServer:
+def serve(exporter: Exporter, address: tuple[str, int], web_config: WebConfig | None = None) -> ExporterHTTPServer:
     """Bind and start serving in a background thread; the caller shuts it down."""
-    httpd = ExporterHTTPServer(address, exporter)
+    httpd = ExporterHTTPServer(address, exporter, web_config)
     thread = threading.Thread(target=httpd.serve_forever, name="http", daemon=True)
     thread.start()
     return httpd

@@ -6,11 +6,13 @@ skipping, so that a green CI always means the real check ran.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -19,6 +21,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -81,10 +84,11 @@ class HTTPResult:
         return self.body.decode("utf-8")
 
 
-def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 10.0) -> HTTPResult:
+def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 10.0,
+             context: ssl.SSLContext | None = None) -> HTTPResult:
     request = urllib.request.Request(url, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return HTTPResult(response.status, dict(response.headers), response.read())
     except urllib.error.HTTPError as exc:
         return HTTPResult(exc.code, dict(exc.headers), exc.read())
@@ -93,9 +97,15 @@ def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 1
 class ExporterProcess:
     """`sccm-package-exporter` run as a user runs it, on a free loopback port."""
 
-    def __init__(self, config: Path, log_path: Path, extra_args: list[str] | None = None) -> None:
+    def __init__(self, config: Path, log_path: Path, extra_args: list[str] | None = None, *,
+                 tls_ca: Path | None = None, auth: tuple[str, str] | None = None) -> None:
+        """`tls_ca` and `auth`: how this client reaches an exporter started with --web.config.file."""
         self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.base = f"{'https' if tls_ca else 'http'}://127.0.0.1:{self.port}"
+        self.context = ssl.create_default_context(cafile=str(tls_ca)) if tls_ca else None
+        self.auth_headers = (
+            {"Authorization": "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()} if auth else {}
+        )
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
@@ -112,7 +122,7 @@ class ExporterProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"exporter exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if http_get(self.base + path, timeout=2).status == 200:
+                if self.get(path).status == 200:
                     return
             except OSError:
                 pass
@@ -123,7 +133,7 @@ class ExporterProcess:
         self._wait("/-/ready", timeout)
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> HTTPResult:
-        return http_get(self.base + path, headers)
+        return http_get(self.base + path, {**self.auth_headers, **(headers or {})}, context=self.context)
 
     def scrape(self, path: str = "/metrics") -> str:
         result = self.get(path)
@@ -170,8 +180,8 @@ def run_exporter(tmp_path: Path) -> Iterator[StartExporter]:
     """Start exporters with `run_exporter(config_path, [extra flags])`; each is stopped after the test."""
     started: list[ExporterProcess] = []
 
-    def start(config: Path, extra_args: list[str] | None = None) -> ExporterProcess:
-        process = ExporterProcess(config, tmp_path / f"exporter-{len(started)}.log", extra_args)
+    def start(config: Path, extra_args: list[str] | None = None, **client: Any) -> ExporterProcess:
+        process = ExporterProcess(config, tmp_path / f"exporter-{len(started)}.log", extra_args, **client)
         started.append(process)
         return process
 

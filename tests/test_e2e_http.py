@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import ssl
 import subprocess
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import bcrypt
+import pytest
 from conftest import (
     StartExporter,
     console_script,
     gunzip,
+    http_get,
     labels,
     parse_samples,
     promtool_check_metrics,
 )
 from datasets import Row, three_site_dataset
 from expected import check_target
+from wsman_server import make_self_signed_cert
 
 FAMILIES = {
     "sccm_package_status",
@@ -224,3 +230,42 @@ def test_demo_site_has_one_master_row_per_package_and_one_copy_row_per_package_a
     assert len(masters) == 30 and set(masters.values()) == {1}
     assert len(copies) == 30 * 8 and set(copies.values()) == {1}
     assert len(rows) == 30 * 9
+
+
+def test_web_config_serves_tls_with_basic_auth_and_refuses_without(
+    tmp_path: Path, run_exporter: StartExporter
+) -> None:
+    cert_path, key_path = make_self_signed_cert(str(tmp_path))
+    cert, key = Path(cert_path), Path(key_path)
+    hashed = bcrypt.hashpw(b"scrape-secret", bcrypt.gensalt(4)).decode()
+    web = write(tmp_path / "web.yml", f"""tls_server_config:
+  cert_file: {cert}
+  key_file: {key}
+basic_auth_users:
+  prometheus: '{hashed}'
+http_server_config:
+  headers:
+    X-Content-Type-Options: nosniff
+""")
+    exporter = run_exporter(demo_config(tmp_path), ["--web.config.file", str(web)], tls_ca=cert,
+                            auth=("prometheus", "scrape-secret"))
+    exporter.wait_ready()
+    scraped = exporter.get("/metrics")
+    assert scraped.status == 200 and "sccm_up" in scraped.text
+    assert scraped.headers["X-Content-Type-Options"] == "nosniff"
+    context = ssl.create_default_context(cafile=str(cert))
+    for headers in ({}, {"Authorization": "Basic " + base64.b64encode(b"prometheus:wrong").decode()}):
+        refused = http_get(exporter.base + "/metrics", headers, context=context)
+        assert refused.status == 401 and refused.headers["WWW-Authenticate"].startswith("Basic")
+        assert "sccm" not in refused.text
+    with pytest.raises(OSError):  # plain HTTP to a TLS port gets no answer
+        http_get(f"http://127.0.0.1:{exporter.port}/metrics", timeout=3)
+    assert "scrape-secret" not in exporter.log()
+
+
+def test_invalid_web_config_exits_1_with_the_key_path(tmp_path: Path) -> None:
+    web = write(tmp_path / "web.yml", "tls_server_config:\n  cert_file: /nonexistent.pem\n  key_fil: x\n")
+    result = subprocess.run([console_script(), "--config.file", str(demo_config(tmp_path)),
+                             "--web.config.file", str(web)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert "tls_server_config.key_fil" in result.stderr
