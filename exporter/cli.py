@@ -113,7 +113,8 @@ def run(config: Config, address: tuple[str, int], web_config: WebConfig) -> int:
         return EXIT_ERROR
     exporter.start()
     host, port = httpd.server_address[:2]
-    log.info("listening", extra={"address": f"{host!s}:{port}", "targets": len(config.targets),
+    shown = f"[{host!s}]:{port}" if ":" in str(host) else f"{host!s}:{port}"
+    log.info("listening", extra={"address": shown, "targets": len(config.targets),
                                  "tls": web_config.tls_enabled, "basic_auth": web_config.auth_required,
                                  "version": __version__})
     stopping = threading.Event()
