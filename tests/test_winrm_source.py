@@ -397,7 +397,9 @@ def test_dropped_keepalive_connection_is_resent_transparently(
     caplog.set_level(logging.INFO, logger="exporter")
     server.drop_connection_after_requests = 2
     rows = poll(WinRMSource(target(server)))
-    assert "HTTP 400 with an empty body); resending once" in caplog.text
+    resends = [r for r in caplog.records if r.getMessage() == "connection dropped; resending once"]
+    assert resends and "HTTP 400 with an empty body" in resends[0].__dict__["err"]
+    assert resends[0].__dict__["target"] == "abc"
     assert "restarting" not in caplog.text
     assert len(rows) == len(abc_rows(SMALL))  # no restart: the lost request was never processed
     assert_same_rows(by_key(rows), expected(abc_rows(SMALL)))
@@ -466,6 +468,8 @@ def test_password_never_in_errors_or_logs(server: WSManServer, caplog: pytest.Lo
         assert PASSWORD not in text
     assert caplog.records  # the capture did see the exporter, pywinrm, urllib3 and the server
     assert PASSWORD not in caplog.text
+    # Structured fields (extra=) reach the log line too: look at every attribute of every record.
+    assert all(PASSWORD not in repr(vars(record)) for record in caplog.records)
     assert PASSWORD not in repr(target(server))
 
 

@@ -117,7 +117,9 @@ class WinRMSource:
                     if restarts_left == 0 or time.monotonic() >= deadline:
                         raise restart.error from None
                     restarts_left -= 1
-                    log.warning("%s: restarting the enumeration: %s", self._target.name, self._scrub(str(restart)))
+                    log.warning("restarting the enumeration",
+                                extra={"target": self._target.name, "reason": restart.error.reason,
+                                       "err": self._scrub(str(restart))})
         except PollError as error:
             scrubbed = self._scrub(str(error.args[0]) if error.args else "")
             if error.args and scrubbed != error.args[0]:
@@ -141,7 +143,8 @@ class WinRMSource:
         with closing(self._pages(query, deadline)) as pages:
             items = [item for page in pages for item in page.items]
         site = _local_site(items, self._target.host or "")
-        log.info("%s: site code %s found in %s.%s", self._target.name, site, SMS_NAMESPACE, PROVIDER_LOCATION)
+        log.info("site code discovered", extra={"target": self._target.name, "site": site,
+                                               "source": f"{SMS_NAMESPACE}\\{PROVIDER_LOCATION}"})
         self._site = site
         return site
 
@@ -186,7 +189,7 @@ class WinRMSource:
         try:
             protocol.send_message(envelope.text)
         except Exception as exc:  # a courtesy request: whatever went wrong, the poll's outcome stands
-            log.debug("%s: Release failed (ignored): %s", self._target.name, type(exc).__name__)
+            log.debug("release failed (ignored)", extra={"target": self._target.name, "err": type(exc).__name__})
 
     # --- one request ------------------------------------------------------------------------
 
@@ -211,7 +214,8 @@ class WinRMSource:
                 raise _Restart(error) from None
             raise error from None
         page = wsman.parse_page(raw, message_id=envelope.message_id)
-        log.debug("%s: %s of %s: %d items", self._target.name, action, query.class_name, len(page.items))
+        log.debug("page", extra={"target": self._target.name, "action": action, "class": query.class_name,
+                                 "items": len(page.items)})
         return page
 
     def _send(
@@ -234,7 +238,8 @@ class WinRMSource:
                 raise
             except Exception as exc:
                 if attempt == 1 and _connection_dropped(exc) and time.monotonic() < deadline:
-                    log.info("%s: %s: connection dropped (%s); resending once", self._target.name, what, _short(exc))
+                    log.info("connection dropped; resending once",
+                             extra={"target": self._target.name, "request": what, "err": _short(exc)})
                     protocol.transport.close_session()
                     continue
                 raise self._transport_error(exc, what) from exc
