@@ -9,9 +9,11 @@ password never written anywhere.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 import traceback
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -480,3 +482,9 @@ def test_password_echoed_in_an_error_is_masked() -> None:
         error = poll_error(WinRMSource(target(srv, user=user, password="site_XYZ", site_code="XYZ")))
     assert error.wmi_code == 0x8004100E
     assert "site_XYZ" not in str(error) and "root\\SMS\\********" in str(error)
+
+
+def test_without_ca_file_the_system_ca_bundle_is_trusted(server: WSManServer) -> None:
+    source = WinRMSource(replace(target(server), scheme="https", tls=TLSConfig(verify=True, ca_file=None)))
+    session = source._new_protocol().transport.build_session()
+    assert session.verify == ssl.get_default_verify_paths().cafile

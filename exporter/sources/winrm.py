@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import ssl
 import time
@@ -45,6 +46,17 @@ PACKAGE_STATUS_WQL = f"SELECT {', '.join(PROPERTIES)} FROM {PACKAGE_STATUS}"
 # Release is a courtesy to the server's per-user operation quota; never worth waiting long for.
 RELEASE_TIMEOUT = 2
 _SITE_CODE = re.compile(r"^[A-Za-z0-9]{3}$")
+
+
+def system_ca_file() -> str | None:
+    """The operating system's CA bundle, where a corporate CA is installed with update-ca-certificates.
+
+    Without it requests would trust only certifi's public CAs, which never issued an SMS
+    Provider's certificate. None (pywinrm then takes no CA path from REQUESTS_CA_BUNDLE either)
+    falls back to certifi.
+    """
+    cafile = ssl.get_default_verify_paths().cafile
+    return cafile if cafile and os.path.isfile(cafile) else None
 
 
 def site_namespace(site_code: str) -> str:
@@ -277,8 +289,7 @@ class WinRMSource:
                 password=auth.password,
                 message_encryption=auth.message_encryption,
                 server_cert_validation="validate" if tls.verify else "ignore",
-                # None: no CA bundle from REQUESTS_CA_BUNDLE; pywinrm documents it, its hint omits it.
-                ca_trust_path=tls.ca_file or None,  # type: ignore[arg-type]
+                ca_trust_path=tls.ca_file or system_ca_file(),  # type: ignore[arg-type]
                 cert_pem=tls.cert_file if certificate else None,
                 cert_key_pem=tls.key_file if certificate else None,
                 read_timeout_sec=read_timeout,
