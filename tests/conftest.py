@@ -116,6 +116,21 @@ class ExporterProcess:
         )
         self._wait("/-/healthy", 20)
 
+    @staticmethod
+    def wait_until_healthy(base: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+        """For exporters started by hand (another install, another interpreter)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if proc.poll() is not None:
+                raise AssertionError(f"exporter exited with {proc.returncode}")
+            try:
+                if http_get(base + "/-/healthy", timeout=2).status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{base}/-/healthy not 200 within {timeout}s")
+
     def _wait(self, path: str, timeout: float) -> None:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
