@@ -43,7 +43,8 @@ from types import MappingProxyType
 from typing import Any, Final, Literal, get_args
 
 import bcrypt
-import yaml
+
+from exporter.yamlfile import YAMLFileError, load_yaml
 
 ClientAuthType = Literal[
     "NoClientCert", "RequestClientCert", "RequireAnyClientCert", "VerifyClientCertIfGiven", "RequireAndVerifyClientCert"
@@ -325,7 +326,10 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
 
 def parse_web_config(text: str, base_dir: str | os.PathLike[str]) -> WebConfig:
     """Validate web configuration text; an empty text means plain HTTP without authentication."""
-    data = _load_yaml(text)
+    try:
+        data = load_yaml(text)
+    except YAMLFileError as exc:
+        raise WebConfigError([str(exc)]) from None
     check = _Check(errors=[], base_dir=os.path.abspath(base_dir))
     if data is None:
         return WebConfig()
@@ -343,58 +347,6 @@ def parse_web_config(text: str, base_dir: str | os.PathLike[str]) -> WebConfig:
         headers=MappingProxyType(headers),
         client_allowed_sans=sans,
     )
-
-
-class _DuplicateKeyError(yaml.constructor.ConstructorError):
-    """A key given twice in one mapping; its message names the key, which is never a secret."""
-
-
-class _LocatedValueError(yaml.constructor.ConstructorError):
-    """A scalar PyYAML could not build; its message is ours and shows no value."""
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice (PyYAML would silently keep the last one)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[object] = set()
-        for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():
-            if isinstance(key_node, yaml.ScalarNode):
-                if key_node.value in seen:
-                    raise _DuplicateKeyError(None, None, f"key {key_node.value!r} is given twice", key_node.start_mark)
-                seen.add(key_node.value)
-        return super().construct_mapping(node, deep)
-
-    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
-        # A date like 2024-13-45 or `!!timestamp x` makes PyYAML raise without a position; add one.
-        try:
-            return super().construct_object(node, deep)
-        except yaml.YAMLError:
-            raise
-        except Exception as exc:  # whatever a constructor trips over is a bad value in the file
-            kind = node.tag.rsplit(":", 1)[-1]
-            message = f"this looks like a YAML {kind} but is not a valid one; quote it"
-            raise _LocatedValueError(None, None, message, node.start_mark) from exc
-
-
-def _load_yaml(text: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_Loader)  # a SafeLoader: no Python objects
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
-        problem = exc.problem or exc.context or "not valid YAML"
-        if not isinstance(exc, _DuplicateKeyError | _LocatedValueError):
-            # A quoted token in PyYAML's message may be part of a secret: keep only single characters
-            # and PyYAML's own token names such as '<stream end>'.
-            problem = re.sub(r"'[^']*'", _redact_quoted, problem)
-        raise WebConfigError([f"{where}: YAML error: {problem}"]) from None
-    except Exception as exc:  # a PyYAML constructor tripping over odd input (`!!timestamp x`): still the file's
-        raise WebConfigError([f"not usable YAML ({type(exc).__name__})"]) from None
-
-
-def _redact_quoted(match: re.Match[str]) -> str:
-    return match[0] if re.fullmatch(r"'(?:.|<[a-z ]+>)'", match[0]) else "(value not shown)"
 
 
 # --- validation ---------------------------------------------------------------------------------

@@ -286,7 +286,7 @@ def test_ca_file_from_the_main_config_points_to_client_ca_file(tmp_path: Path, p
 
 def test_yaml_error_does_not_echo_a_value(tmp_path: Path) -> None:
     (message,) = errors("basic_auth_users:\n  prometheus: !hunter2secret\n", tmp_path)
-    assert message.startswith("line 2, column 15: YAML error: ") and "hunter2" not in message
+    assert message.startswith("line 2, column 15: YAML syntax error: ") and "hunter2" not in message
 
 
 def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
@@ -303,19 +303,19 @@ def test_tls_server_config_must_be_a_mapping(tmp_path: Path) -> None:
 
 def test_yaml_syntax_error_has_a_position(tmp_path: Path) -> None:
     assert errors("tls_server_config:\n  cert_file: [a\n", tmp_path) == [
-        "line 3, column 1: YAML error: expected ',' or ']', but got '<stream end>'"
+        "line 3, column 1: YAML syntax error: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence)"
     ]
 
 
 def test_bad_yaml_scalar_has_a_position(tmp_path: Path) -> None:
     assert errors("tls_server_config:\n  min_version: 2024-13-45\n", tmp_path) == [
-        "line 2, column 16: YAML error: this looks like a YAML timestamp but is not a valid one; quote it"
+        "line 2, column 16: YAML syntax error: this looks like a YAML timestamp but is not a valid one; quote it"
     ]
 
 
 def test_duplicate_key_is_refused(tmp_path: Path) -> None:
     assert errors("basic_auth_users: {}\nbasic_auth_users: {}\n", tmp_path) == [
-        "line 2, column 1: YAML error: key 'basic_auth_users' is given twice"
+        "line 2, column 1: key 'basic_auth_users' is given twice; each key may appear once in a mapping"
     ]
 
 
