@@ -303,7 +303,8 @@ def test_tls_server_config_must_be_a_mapping(tmp_path: Path) -> None:
 
 def test_yaml_syntax_error_has_a_position(tmp_path: Path) -> None:
     assert errors("tls_server_config:\n  cert_file: [a\n", tmp_path) == [
-        "line 3, column 1: YAML syntax error: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence)"
+        "line 3, column 1: YAML syntax error: expected ',' or ']', but got '<stream end>'"
+        " (while parsing a flow sequence)"
     ]
 
 
