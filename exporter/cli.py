@@ -62,13 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _report(what: str, path: str, errors: list[str]) -> None:
+    """Every problem of a file on stderr, one a line, before exiting 1: nothing was started."""
+    print(f"invalid {what} {path}:", file=sys.stderr)
+    for error in errors:
+        print(f"  {error}", file=sys.stderr)
+
+
 def _load(path: str) -> Config | None:
     try:
         return load_config(path)
     except ConfigError as exc:
-        print(f"invalid configuration file {path}:", file=sys.stderr)
-        for error in exc.errors:
-            print(f"  {error}", file=sys.stderr)
+        _report("configuration file", path, exc.errors)
         return None
 
 
@@ -78,9 +83,7 @@ def _load_web(path: str | None) -> WebConfig | None:
     try:
         return load_web_config(path)
     except WebConfigError as exc:
-        print(f"invalid web configuration file {path}:", file=sys.stderr)
-        for error in exc.errors:
-            print(f"  {error}", file=sys.stderr)
+        _report("web configuration file", path, exc.errors)
         return None
 
 
