@@ -1,0 +1,162 @@
+"""The shipped dashboard and rule files as the tests read them: panels, queries, variables and the
+metric names an expression reads.
+
+Shared by the structural tests (test_dashboard.py, test_rules.py) and the end-to-end alerting test,
+which runs every panel query against a real Prometheus: both must agree on what "a panel's query
+with its variables substituted" is.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import promql_parser
+import yaml
+
+from exporter.collector import DATA_FAMILIES
+from exporter.exposition import BUILD_INFO, LAST_SUCCESS, POLL_DURATION, POLL_ERRORS, UP
+
+ROOT = Path(__file__).resolve().parent.parent
+DASHBOARD = ROOT / "grafana" / "dashboards" / "sccm-package-status.json"
+PROMETHEUS_DIR = ROOT / "prometheus"
+RULES = PROMETHEUS_DIR / "rules.yml"
+ALERTS = PROMETHEUS_DIR / "alerts.yml"
+README = ROOT / "README.md"
+
+DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
+
+# Grafana's own variables, with the values the tests give them. $__rate_interval and $__interval
+# are what Grafana computes for a short range at the end-to-end test's 1s scrape interval.
+BUILTIN_VARIABLES = {
+    "__rate_interval": "15s",
+    "__interval": "2s",
+    "__interval_ms": "2000",
+    "__range": "1h",
+    "__range_s": "3600",
+    "__range_ms": "3600000",
+}
+
+# $var, ${var}, ${var:format} and the deprecated [[var]].
+_VARIABLE = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\$(\w+)|\[\[(\w+)(?::[^\]]*)?\]\]")
+_LABEL_VALUES = re.compile(r"^\s*label_values\(\s*(?:(?P<selector>.+?)\s*,\s*)?(?P<label>\w+)\s*\)\s*$", re.S)
+
+
+def load_dashboard() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return data
+
+
+def panels(dashboard: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every panel, rows included, with the panels of collapsed rows (kept inside the row)."""
+    found: list[dict[str, Any]] = []
+    for panel in dashboard.get("panels", []):
+        found.append(panel)
+        found.extend(panel.get("panels", []))
+    return found
+
+
+@dataclass(frozen=True)
+class Query:
+    panel_id: int
+    panel_title: str
+    ref_id: str
+    expr: str
+    instant: bool
+
+    def __str__(self) -> str:
+        return f"panel {self.panel_id} {self.panel_title!r} query {self.ref_id}"
+
+
+def queries(dashboard: Mapping[str, Any]) -> list[Query]:
+    """The Prometheus queries of every panel, as the panel runs them (instant or range)."""
+    return [
+        Query(panel["id"], panel.get("title", ""), target["refId"], target["expr"],
+              bool(target.get("instant")) and not target.get("range"))
+        for panel in panels(dashboard)
+        for target in panel.get("targets", [])
+    ]
+
+
+def variables(dashboard: Mapping[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = dashboard.get("templating", {}).get("list", [])
+    return found
+
+
+def variable_names(text: str) -> set[str]:
+    return {next(g for g in match.groups() if g) for match in _VARIABLE.finditer(text)}
+
+
+def substitute(text: str, values: Mapping[str, str]) -> str:
+    """Replace Grafana variables as Grafana would; an unknown variable is a KeyError."""
+    merged = {**BUILTIN_VARIABLES, **values}
+
+    def replace(match: re.Match[str]) -> str:
+        name = next(g for g in match.groups() if g)
+        return merged[name]
+
+    return _VARIABLE.sub(replace, text)
+
+
+def label_values_query(query: str) -> tuple[str | None, str]:
+    """`label_values(selector, label)` -> (selector or None, label); anything else is a ValueError."""
+    match = _LABEL_VALUES.match(query)
+    if not match:
+        raise ValueError(f"not a label_values() query: {query!r}")
+    return match.group("selector"), match.group("label")
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names an expression selects (parsing it: a syntax error raises ValueError)."""
+    names: set[str] = set()
+
+    def visit(node: promql_parser.Expr) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            if node.name:
+                names.add(node.name)
+            names.update(m.value for m in node.matchers.matchers if m.name == "__name__")
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return names
+
+
+def exporter_families() -> set[str]:
+    """Every family name the exporter serves (the collector's data families and the health ones)."""
+    health = (UP, POLL_DURATION, LAST_SUCCESS, POLL_ERRORS, BUILD_INFO)
+    return {f.name for f in DATA_FAMILIES} | {f.name for f in health}
+
+
+def rule_groups(path: Path) -> list[dict[str, Any]]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    groups: list[dict[str, Any]] = data["groups"]
+    return groups
+
+
+def rules(path: Path) -> Iterator[dict[str, Any]]:
+    for group in rule_groups(path):
+        yield from group["rules"]
+
+
+def recording_rule_names() -> set[str]:
+    return {rule["record"] for rule in rules(RULES)}
+
+
+def alert_names() -> list[str]:
+    return [rule["alert"] for rule in rules(ALERTS)]
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces to dashes."""
+    text = re.sub(r"[`*]|\[([^\]]*)\]\([^)]*\)", r"\1", heading.strip()).lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def readme_anchors() -> set[str]:
+    text = re.sub(r"^```.*?^```", "", README.read_text(encoding="utf-8"), flags=re.M | re.S)  # not code blocks
+    headings = re.findall(r"^#{1,6}\s+(.+?)\s*#*$", text, re.M)
+    return {github_anchor(h) for h in headings}

@@ -1,0 +1,179 @@
+"""The shipped Prometheus files: promtool and amtool accept them, the rule unit tests pass, and every
+alert carries what an on-call person needs (severity, summary, description, a runbook that exists)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import require_tool
+from dashboard_model import (
+    ALERTS,
+    PROMETHEUS_DIR,
+    RULES,
+    alert_names,
+    exporter_families,
+    github_anchor,
+    metric_names,
+    readme_anchors,
+    recording_rule_names,
+    rule_groups,
+    rules,
+)
+
+ALERTS_TEST = PROMETHEUS_DIR / "alerts.test.yml"
+EXAMPLE_CONFIG = PROMETHEUS_DIR / "prometheus.example.yml"
+EXAMPLE_ALERTMANAGER = PROMETHEUS_DIR / "alertmanager.example.yml"
+RUNBOOK_PREFIX = "https://github.com/sccm-package-exporter/sccm-package-exporter/blob/main/README.md#"
+# Labels an alert about the distribution of a package names in its description, by the rule's metric.
+PER_ROW = {"sccm_package_status", "sccm_package_status_update_timestamp_seconds"}
+
+
+def run(*args: str | Path, cwd: Path | None = None) -> str:
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120, cwd=cwd)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    return output
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for rule in rules(ALERTS) if "alert" in rule]
+
+
+def test_promtool_checks_the_rule_files(promtool: str) -> None:
+    output = run(promtool, "check", "rules", RULES, ALERTS)
+    assert f"SUCCESS: {len(recording_rule_names())} rules found" in output
+    assert f"SUCCESS: {len(alert_names())} rules found" in output
+
+
+def test_promtool_unit_tests_of_the_rules_pass(promtool: str) -> None:
+    output = run(promtool, "test", "rules", ALERTS_TEST.name, cwd=PROMETHEUS_DIR)
+    assert "SUCCESS" in output and "FAILED" not in output
+
+
+def test_every_alert_is_unit_tested_firing_and_not_firing() -> None:
+    tests = yaml.safe_load(ALERTS_TEST.read_text())
+    assert tests["rule_files"] == ["rules.yml", "alerts.yml"]
+    firing: set[str] = set()
+    quiet: set[str] = set()
+    for group in tests["tests"]:
+        for case in group.get("alert_rule_test", []):
+            (firing if case.get("exp_alerts") else quiet).add(case["alertname"])
+    names = set(alert_names())
+    assert names - firing == set(), "alerts never tested firing"
+    assert names - quiet == set(), "alerts never tested not firing"
+    tested_records = {case["expr"] for group in tests["tests"] for case in group.get("promql_expr_test", [])}
+    assert recording_rule_names() <= tested_records
+
+
+def test_example_prometheus_config_is_valid_where_a_user_puts_it(promtool: str, tmp_path: Path) -> None:
+    """Copied next to the rule files, as its comment says, with the placeholders filled in."""
+    for name in ("rules.yml", "alerts.yml"):
+        shutil.copy(PROMETHEUS_DIR / name, tmp_path / name)
+    text = EXAMPLE_CONFIG.read_text()
+    assert "exporter-host:9864" in text and "alertmanager-host:9093" in text
+    config = tmp_path / "prometheus.yml"
+    config.write_text(text.replace("exporter-host", "cm-exporter.corp.example.com")
+                      .replace("alertmanager-host", "alertmanager.corp.example.com"))
+    output = run(promtool, "check", "config", config)
+    assert "SUCCESS: 2 rule files found" in output
+
+
+def test_example_prometheus_config_scrapes_metrics_and_probe() -> None:
+    config = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    assert config["rule_files"] == ["rules.yml", "alerts.yml"]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["sccm"]["metrics_path"] == "/metrics"
+    probe = jobs["sccm-probe"]
+    assert probe["metrics_path"] == "/probe"
+    relabels = probe["relabel_configs"]
+    assert {"source_labels": ["__address__"], "target_label": "__param_target"} in relabels
+    assert {"source_labels": ["__param_target"], "target_label": "instance"} in relabels
+    assert any(r.get("target_label") == "__address__" and r.get("replacement") for r in relabels)
+    # Every job name matches the exporter alerts' job selector.
+    for rule in alert_rules():
+        for selector in re.findall(r'job=~"([^"]+)"', rule["expr"]):
+            assert all(re.fullmatch(selector, name) for name in jobs), (rule["alert"], selector)
+    for job in jobs.values():
+        assert _seconds(job["scrape_timeout"]) < _seconds(config["global"]["scrape_interval"])
+
+
+def _seconds(duration: str) -> int:
+    match = re.fullmatch(r"(\d+)([smh])", duration)
+    assert match, duration
+    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def test_example_alertmanager_config_is_valid() -> None:
+    amtool = require_tool("amtool")
+    output = run(amtool, "check-config", EXAMPLE_ALERTMANAGER)
+    assert "SUCCESS" in output
+    config = yaml.safe_load(EXAMPLE_ALERTMANAGER.read_text())
+    receivers = {r["name"] for r in config["receivers"]}
+    routed = {route["receiver"] for route in config["route"]["routes"]}
+    assert routed <= receivers
+    # Grouping by DP: one broken distribution point is one notification per alert name.
+    assert {"alertname", "target", "site", "server"} <= set(config["route"]["group_by"])
+
+
+def test_every_alert_has_severity_summary_description_and_an_existing_runbook() -> None:
+    anchors = readme_anchors()
+    for rule in alert_rules():
+        name = rule["alert"]
+        assert re.fullmatch(r"SCCM[A-Z][A-Za-z]+", name), name
+        assert rule["labels"]["severity"] in {"critical", "warning"}, name
+        annotations = rule["annotations"]
+        assert annotations["summary"] and annotations["description"], name
+        url = annotations["runbook_url"]
+        assert url == RUNBOOK_PREFIX + github_anchor(name), name
+        assert github_anchor(name) in anchors, f"README has no section {name}"
+
+
+def test_descriptions_name_the_package_server_site_and_target() -> None:
+    for rule in alert_rules():
+        used = metric_names(rule["expr"])
+        description = rule["annotations"]["description"]
+        expected = set()
+        if used & PER_ROW:
+            expected = {"package_id", "server", "site", "target"}
+        elif "sccm_server_package_status_rows" in used:
+            expected = {"server", "site", "target"}
+        elif "sccm_package_status_servers" in used:
+            expected = {"package_id", "site", "target"}
+        elif used & exporter_families():
+            expected = {"target"}
+        for label in expected:
+            assert "{{ $labels." + label + " }}" in description, (rule["alert"], label)
+
+
+def test_rule_expressions_read_only_what_exists() -> None:
+    known = exporter_families() | recording_rule_names() | {"ALERTS", "up"}
+    for rule in rules(RULES):
+        assert re.fullmatch(r"[a-z_]+:[a-z_]+:[a-z_0-9]+", rule["record"]), rule["record"]
+        assert metric_names(rule["expr"]) <= exporter_families(), rule["record"]
+    for rule in alert_rules():
+        assert metric_names(rule["expr"]) <= known, rule["alert"]
+        # Muting by ALERTS must name alerts that exist.
+        for muted_by in re.findall(r'ALERTS\{alertname="(\w+)"\}', rule["expr"]):
+            assert muted_by in alert_names(), (rule["alert"], muted_by)
+
+
+def test_group_alerts_are_evaluated_before_the_per_row_alerts_they_mute() -> None:
+    """Rules of a group run in order: a per-row alert sees a group alert of the same evaluation only
+    when it comes after it, in the same group."""
+    for group in rule_groups(ALERTS):
+        order = [rule.get("alert") for rule in group["rules"]]
+        for index, rule in enumerate(group["rules"]):
+            for muted_by in re.findall(r'ALERTS\{alertname="(\w+)"\}', rule["expr"]):
+                assert muted_by in order[:index], (rule["alert"], muted_by)
+
+
+@pytest.mark.parametrize("path", [RULES, ALERTS], ids=lambda p: p.name)
+def test_every_expression_parses(path: Path) -> None:
+    for rule in rules(path):
+        metric_names(rule["expr"])
