@@ -1,0 +1,211 @@
+"""The Grafana dashboard, checked structurally (Grafana itself cannot run here): importable by anyone,
+every panel on the data source variable, every query parses and reads metrics that exist, panels
+laid out without overlap, links that lead somewhere. test_e2e_alerting.py runs every query."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from dashboard_model import (
+    DASHBOARD,
+    DATASOURCE_REF,
+    ROOT,
+    RULES,
+    exporter_families,
+    label_values_query,
+    load_dashboard,
+    metric_names,
+    panels,
+    queries,
+    readme_anchors,
+    recording_rule_names,
+    rules,
+    substitute,
+    variable_names,
+    variables,
+)
+
+ALL = {"target": ".*", "site": ".*", "server": ".*", "package": ".*"}
+# Core panel types of Grafana 10 and 11 (no plugin to install).
+CORE_PANELS = {"row", "stat", "timeseries", "table", "bargauge", "state-timeline", "gauge", "text", "barchart",
+               "piechart", "heatmap", "histogram", "status-history"}
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> dict[str, Any]:
+    return load_dashboard()
+
+
+def walk(node: Any, path: str = "$") -> Iterator[tuple[str, Any]]:
+    yield path, node
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from walk(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from walk(value, f"{path}[{index}]")
+
+
+def test_importable_by_anyone(dashboard: dict[str, Any]) -> None:
+    """An `__inputs` data source for the import dialog, a data source variable, and no data source
+    uid of ours anywhere: only the variable, Grafana's built-in annotations, or the import input."""
+    assert dashboard["__inputs"] == [
+        {"name": "DS_PROMETHEUS", "label": "Prometheus", "description": dashboard["__inputs"][0]["description"],
+         "type": "datasource", "pluginId": "prometheus", "pluginName": "Prometheus"}]
+    requires = {(r["type"], r["id"]) for r in dashboard["__requires"]}
+    assert ("datasource", "prometheus") in requires
+    grafana = next(r for r in dashboard["__requires"] if r["id"] == "grafana")
+    assert int(grafana["version"].split(".")[0]) >= 10
+    used_types = {p["type"] for p in panels(dashboard) if p["type"] != "row"}
+    assert used_types <= {r["id"] for r in dashboard["__requires"] if r["type"] == "panel"}
+    assert dashboard["id"] is None and dashboard["uid"] == "sccm-package-status"
+    for path, node in walk(dashboard):
+        if isinstance(node, dict) and "datasource" in node and not path.startswith("$.templating.list[0]"):
+            ref = node["datasource"]
+            assert isinstance(ref, dict), f"{path}: data source given by name: {ref!r}"
+            assert ref == DATASOURCE_REF or ref == {"type": "grafana", "uid": "-- Grafana --"}, f"{path}: {ref}"
+    text = DASHBOARD.read_text()
+    assert text.count("${DS_PROMETHEUS}") == 2, "only the data source variable's default may use the import input"
+
+
+def test_variables_datasource_target_site_server_package_chained(dashboard: dict[str, Any]) -> None:
+    listed = variables(dashboard)
+    assert [v["name"] for v in listed] == ["datasource", "target", "site", "server", "package"]
+    datasource = listed[0]
+    assert datasource["type"] == "datasource" and datasource["query"] == "prometheus"
+    assert datasource["current"]["value"] == "${DS_PROMETHEUS}"
+    known = exporter_families()
+    expected_labels = {"target": "target", "site": "site", "server": "server", "package": "package_id"}
+    for index, variable in enumerate(listed[1:], start=1):
+        name = variable["name"]
+        assert variable["type"] == "query" and variable["datasource"] == DATASOURCE_REF, name
+        assert variable["definition"] == variable["query"], name
+        selector, label = label_values_query(variable["query"])
+        assert label == expected_labels[name]
+        assert selector is not None and metric_names(substitute(selector, ALL)) <= known, name
+        # Chained: each variable narrows by every variable before it that its metric has.
+        earlier = {v["name"] for v in listed[1:index]}
+        assert variable_names(variable["query"]) == earlier - ({"server"} if name == "package" else set()), name
+        assert variable["multi"] and variable["includeAll"] and variable["allValue"] == ".*", name
+        assert variable["refresh"] == 2, f"{name}: refresh on time range change, so new packages appear"
+
+
+def test_every_panel_queries_through_the_datasource_variable(dashboard: dict[str, Any]) -> None:
+    for panel in panels(dashboard):
+        assert panel["type"] in CORE_PANELS, panel["type"]
+        if panel["type"] == "row":
+            assert "targets" not in panel
+            continue
+        assert panel.get("title") and panel.get("description"), panel["id"]
+        assert panel["datasource"] == DATASOURCE_REF, panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"] == DATASOURCE_REF, panel["title"]
+        ref_ids = [t["refId"] for t in panel["targets"]]
+        assert len(ref_ids) == len(set(ref_ids)), panel["title"]
+
+
+def test_every_query_parses_and_reads_metrics_that_exist(dashboard: dict[str, Any]) -> None:
+    """Known: the exporter's families and the recording rules of rules.yml, nothing else."""
+    known = exporter_families() | recording_rule_names()
+    read: set[str] = set()
+    for query in queries(dashboard):
+        expr = substitute(query.expr, ALL)  # an undefined variable is a KeyError here
+        names = metric_names(expr)
+        assert names, f"{query}: reads no metric"
+        assert names <= known, f"{query}: unknown metric {names - known}"
+        read |= names
+        assert variable_names(query.expr) - {"__rate_interval"} <= set(ALL), query
+    # The dashboard shows every data family and the health of the exporter, directly or through
+    # the recording rules it reads.
+    through_rules = {name for rule in rules(RULES) if rule["record"] in read for name in metric_names(rule["expr"])}
+    assert exporter_families() - read - through_rules == set()
+
+
+def test_annotation_shows_firing_sccm_alerts(dashboard: dict[str, Any]) -> None:
+    annotations = [a for a in dashboard["annotations"]["list"] if a.get("expr")]
+    assert annotations
+    for annotation in annotations:
+        assert annotation["datasource"] == DATASOURCE_REF
+        assert metric_names(substitute(annotation["expr"], ALL)) == {"ALERTS"}
+
+
+def test_ids_unique_and_panels_do_not_overlap(dashboard: dict[str, Any]) -> None:
+    every = panels(dashboard)
+    ids = [p["id"] for p in every]
+    assert len(ids) == len(set(ids)), ids
+    boxes = []
+    for panel in every:
+        grid = panel["gridPos"]
+        assert set(grid) == {"x", "y", "w", "h"}, panel["id"]
+        assert grid["x"] >= 0 and grid["y"] >= 0 and grid["w"] > 0 and grid["h"] > 0, panel["id"]
+        assert grid["x"] + grid["w"] <= 24, f"panel {panel['id']} wider than the 24-column grid"
+        boxes.append((panel["id"], grid))
+    for (a, ga), (b, gb) in itertools.combinations(boxes, 2):
+        apart = (ga["x"] + ga["w"] <= gb["x"] or gb["x"] + gb["w"] <= ga["x"]
+                 or ga["y"] + ga["h"] <= gb["y"] or gb["y"] + gb["h"] <= ga["y"])
+        assert apart, f"panels {a} and {b} overlap: {ga} {gb}"
+
+
+def test_units_and_thresholds_set(dashboard: dict[str, Any]) -> None:
+    for panel in panels(dashboard):
+        if panel["type"] in {"stat", "timeseries", "bargauge"}:
+            defaults = panel["fieldConfig"]["defaults"]
+            assert defaults.get("unit"), f"{panel['title']}: no unit"
+        if panel["type"] in {"stat", "bargauge"}:
+            steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+            assert steps[0]["value"] is None and all(s["value"] is not None for s in steps[1:]), panel["title"]
+            values = [s["value"] for s in steps[1:]]
+            assert values == sorted(values), panel["title"]
+        if panel["type"] == "table":
+            # Every value column of a table has a name and, where it is a number, a unit.
+            renamed = next(t for t in panel["transformations"] if t["id"] == "organize")["options"]["renameByName"]
+            overridden = {o["matcher"]["options"] for o in panel["fieldConfig"]["overrides"]}
+            for column in renamed.values():
+                assert column in overridden, f"{panel['title']}: column {column} has no unit or colour"
+
+
+def test_links_lead_somewhere(dashboard: dict[str, Any]) -> None:
+    ids = {p["id"] for p in panels(dashboard)}
+    anchors = readme_anchors()
+    urls = [link["url"] for link in dashboard["links"]]
+    for panel in panels(dashboard):
+        urls += [link["url"] for link in panel.get("links", [])]
+        for override in panel.get("fieldConfig", {}).get("overrides", []):
+            for prop in override["properties"]:
+                if prop["id"] == "links":
+                    urls += [link["url"] for link in prop["value"]]
+    assert urls
+    for url in urls:
+        view = re.search(r"viewPanel=(\d+)", url)
+        if view:
+            assert int(view.group(1)) in ids, url
+        if url.startswith("/d/"):
+            assert url.startswith("/d/${__dashboard.uid}?") and "${__url_time_range}" in url, url
+            for name in variable_names(url):
+                assert name in {"__dashboard", "__url_time_range", "__all_variables", "__data", "datasource",
+                                "target", "site", "server", "package"}, (url, name)
+        elif "README.md#" in url:
+            assert url.split("#", 1)[1] in anchors, url
+        else:
+            pytest.fail(f"link to nowhere known: {url}")
+
+
+def test_provisioning_picks_the_dashboard_up() -> None:
+    datasources = yaml.safe_load((ROOT / "grafana/provisioning/datasources/prometheus.yml").read_text())
+    assert datasources["apiVersion"] == 1
+    [prometheus] = datasources["datasources"]
+    assert prometheus["type"] == "prometheus" and prometheus["url"].startswith("http")
+    providers = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/sccm-package-exporter.yml").read_text())
+    assert providers["apiVersion"] == 1
+    [provider] = providers["providers"]
+    assert provider["type"] == "file" and provider["options"]["path"].startswith("/")
+    # The README's docker command mounts grafana/dashboards exactly there.
+    readme = (ROOT / "README.md").read_text()
+    assert f'grafana/dashboards:{provider["options"]["path"]}:ro' in readme
+    assert "grafana/provisioning:/etc/grafana/provisioning:ro" in readme
