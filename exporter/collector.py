@@ -1,18 +1,24 @@
 """Rows -> the metric families of design.md, rendered once per poll.
 
-A poll's rows are turned into exposition text here, in the background, and the result is kept
-until the next poll: a scrape only joins finished strings (see `exposition.py`), so its cost does
-not grow with the size of the site. Rendering is a pure function of the rows, tested against
-`prometheus_client`'s own parser.
+A poll's rows stream in page by page (`PackageStatusAggregate.add`) and are de-duplicated and
+counted as they come, so that memory holds what the families need, not the rows: per group of
+(site, server, type, status, personality) the set of its packages' ids, and the update times of
+the rows exported one by one. `render` then writes each family's sample lines once, as UTF-8 and
+as splice-ready deflate (`exporter.gzipsplice`), and the result is kept until the next poll: a
+scrape only sends finished bytes (see `exposition.py`), so its cost grows with nothing but what
+it sends.
+Rendering is a pure function of the rows, tested against `prometheus_client`'s own exposition.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from exporter.config import PerRow
+from exporter.errors import PollError
+from exporter.gzipsplice import Piece, piece
 from exporter.rows import (
     PERSONALITY_NAMES,
     STATUS_INSTALLED,
@@ -99,13 +105,18 @@ def format_value(value: float) -> str:
 class Exposition:
     """The sample lines of one target's data families, keyed by family name.
 
-    Built once per poll by `render_rows`; HELP and TYPE lines are added when targets are joined,
-    so that several targets share one header per family.
+    Built once per poll by `PackageStatusAggregate.render`; HELP and TYPE lines are added when
+    targets are joined, so that several targets share one header per family.
     """
 
-    samples: dict[str, str]
+    families: Mapping[str, Piece]
     rows: int  # distinct rows after de-duplication
     series: int
+
+    @property
+    def samples(self) -> dict[str, str]:
+        """Each family's sample lines as text (for tests and `exposition.render`; scrapes send bytes)."""
+        return {name: family.text for name, family in self.families.items()}
 
 
 def _cached(fn: Callable[[str], str]) -> Callable[[str], str]:
@@ -121,129 +132,216 @@ def _cached(fn: Callable[[str], str]) -> Callable[[str], str]:
     return lookup
 
 
-def dedupe(rows: Iterable[PackageStatusRow]) -> list[PackageStatusRow]:
-    """One row per key (site, package, server, type, status, personality), the last one winning.
-
-    A restarted enumeration or a duplicated instance would otherwise yield duplicate series,
-    which Prometheus rejects.
-    """
-    unique: dict[tuple[str, str, str, int, int, int], PackageStatusRow] = {}
-    for row in rows:
-        unique[row.key] = row
-    return list(unique.values())
-
-
-def keep_row(per_row: PerRow) -> Callable[[PackageStatusRow], bool]:
-    if per_row == "all":
-        return lambda row: True
-    if per_row == "not_installed":
-        return lambda row: row.status != STATUS_INSTALLED
-    return lambda row: False
-
-
 def render_rows(
     target: str, rows: Iterable[PackageStatusRow], per_row: PerRow, own_site: str | None = None
 ) -> Exposition:
-    """Render every data family of one target from its rows.
+    """Render every data family of one target from its rows (all at once; polls stream them)."""
+    aggregate = PackageStatusAggregate(per_row)
+    aggregate.add(rows)
+    return aggregate.render(target, own_site)
 
-    `own_site` is the target's site code: its status counts are present (all zero) even when the
-    site has no rows, so that a dashboard shows 0, not "no data".
+
+# Lines per encoded chunk: big enough to be cheap, small enough that a render of two million
+# lines never holds them all as separate strings.
+_CHUNK_LINES = 20_000
+# Ids of groups in the integer key of a kept row (package id << _GROUP_BITS | group id).
+_GROUP_BITS = 24
+
+_Group = tuple[str, int, int, int]  # server, type, status, personality: the rest of a row's key
+
+
+class PackageStatusAggregate:
+    """What one poll's rows add up to, fed page by page; `render` turns it into an `Exposition`.
+
+    Rows are counted into groups, one per distinct (site, server, type, status, personality): a
+    few thousand on a large site. A group holds the set of the ids of its rows' packages, ids
+    given in order of first sight and shared with the package table, so that a million rows
+    cost a million set entries of shared small integers, nothing per row. Adding a package
+    already in its group's set changes nothing: rows with the same key are one row, as a
+    restarted enumeration yields rows again and the text format does not allow a series twice.
+    The update times of the rows exported one by one (`per_row`) are kept by key, the last one
+    winning.
     """
-    unique = dedupe(rows)
-    esc = _cached(escape_label_value)
-    t = esc(target)
-    per_row_lines, timestamp_lines = _render_per_row(t, esc, unique, keep_row(per_row))
-    status_lines = _render_status_rows(t, esc, unique, own_site)
-    server_lines = _render_server_rows(t, esc, unique)
-    package_lines = _render_package_servers(t, esc, unique)
-    families = {
-        PACKAGE_STATUS.name: per_row_lines,
-        UPDATE_TIMESTAMP.name: timestamp_lines,
-        STATUS_ROWS.name: status_lines,
-        SERVER_STATUS_ROWS.name: server_lines,
-        PACKAGE_SERVERS.name: package_lines,
-    }
-    series = sum(len(lines) for lines in families.values())
-    return Exposition(
-        samples={name: "".join(lines) for name, lines in families.items()},
-        rows=len(unique),
-        series=series,
-    )
+
+    def __init__(self, per_row: PerRow) -> None:
+        self._per_row = per_row
+        self._by_site: dict[str, dict[_Group, int]] = {}  # site -> group -> group id
+        self._groups: list[tuple[str, _Group]] = []  # by group id: (site, group)
+        self._members: list[set[int]] = []  # by group id: package ids
+        self._keep: list[bool] = []  # by group id: its rows are exported one by one
+        self._packages: dict[str, int] = {}  # package id text -> id
+        self._kept: dict[int, float | None] = {}  # package id << _GROUP_BITS | group id -> update time
+
+    @property
+    def rows(self) -> int:
+        return sum(map(len, self._members))
+
+    def add(self, rows: Iterable[PackageStatusRow]) -> None:
+        """Count `rows` in. The hot loop of a poll: a few lookups per row, everything local."""
+        by_site, members, keep, packages, kept = self._by_site, self._members, self._keep, self._packages, self._kept
+        for row in rows:
+            groups = by_site.get(row[0])
+            if groups is None:
+                groups = by_site[row[0]] = {}
+            group = groups.get(row[2:6])
+            if group is None:
+                group = self._new_group(row, groups)
+            package = packages.get(row[1])
+            if package is None:
+                package = packages[row[1]] = len(packages)
+            members[group].add(package)
+            if keep[group]:
+                kept[package << _GROUP_BITS | group] = row[6]
+
+    def _new_group(self, row: PackageStatusRow, groups: dict[_Group, int]) -> int:
+        number = len(self._groups)
+        if number >= 1 << _GROUP_BITS:
+            limit = 1 << _GROUP_BITS
+            raise PollError("other", f"more than {limit} distinct sites, servers and statuses: not supported")
+        key: _Group = (row.server, row.type, row.status, row.personality)
+        groups[key] = number
+        self._groups.append((row.site, key))
+        self._members.append(set())
+        per_row = self._per_row
+        self._keep.append(per_row == "all" or (per_row == "not_installed" and row.status != STATUS_INSTALLED))
+        return number
+
+    # --- render -------------------------------------------------------------------------------
+
+    def render(self, target: str, own_site: str | None = None) -> Exposition:
+        """Every data family of one target.
+
+        `own_site` is the target's site code: its status counts are present (all zero) even when
+        the site has no rows, so that a dashboard shows 0, not "no data".
+        """
+        esc = _cached(escape_label_value)
+        t = esc(target)
+        per_row, timestamps = self._render_per_row(t, esc)
+        families = {
+            PACKAGE_STATUS.name: per_row,
+            UPDATE_TIMESTAMP.name: timestamps,
+            STATUS_ROWS.name: _lines_piece(self._status_rows(t, esc, own_site)),
+            SERVER_STATUS_ROWS.name: _lines_piece(self._server_rows(t, esc)),
+            PACKAGE_SERVERS.name: _lines_piece(self._package_servers(t, esc)),
+        }
+        series = sum(_count_lines(family) for family in families.values())
+        return Exposition(families=families, rows=self.rows, series=series)
+
+    def _render_per_row(self, t: str, esc: Callable[[str], str]) -> tuple[Piece, Piece]:
+        status_name, timestamp_name = PACKAGE_STATUS.name, UPDATE_TIMESTAMP.name
+        # Line text around the package: `name{target=..,site=..` + `,package_id=..` + `,server=..,type=..}`
+        sites = [f'{{target="{t}",site="{esc(site)}"' for site, _ in self._groups]
+        status_heads = [f"{status_name}{site}" for site in sites]
+        timestamp_heads = [f"{timestamp_name}{site}" for site in sites]
+        tails = [
+            f',server="{esc(server)}",type="{esc(enum_label(type_, TYPE_NAMES))}",'
+            f'status="{esc(enum_label(status, STATUS_NAMES))}",'
+            f'personality="{esc(enum_label(personality, PERSONALITY_NAMES))}"}}'
+            for _, (server, type_, status, personality) in self._groups
+        ]
+        packages = [f',package_id="{esc(package)}"' for package in self._packages]
+        mask = (1 << _GROUP_BITS) - 1
+        status_chunks: list[bytes] = []
+        timestamp_chunks: list[bytes] = []
+        status_lines: list[str] = []
+        timestamp_lines: list[str] = []
+        add_status, add_timestamp = status_lines.append, timestamp_lines.append
+        for key, update_time in self._kept.items():
+            group = key & mask
+            package = packages[key >> _GROUP_BITS]
+            tail = tails[group]
+            add_status(f"{status_heads[group]}{package}{tail} 1\n")
+            if update_time is not None:
+                value = repr(update_time)
+                if value.endswith(".0"):  # a whole second: written as Prometheus writes integers
+                    value = format_value(update_time)
+                add_timestamp(f"{timestamp_heads[group]}{package}{tail} {value}\n")
+            if len(status_lines) >= _CHUNK_LINES:
+                status_chunks.append("".join(status_lines).encode())
+                status_lines.clear()
+                timestamp_chunks.append("".join(timestamp_lines).encode())
+                timestamp_lines.clear()
+        status_chunks.append("".join(status_lines).encode())
+        timestamp_chunks.append("".join(timestamp_lines).encode())
+        return piece(status_chunks), piece(timestamp_chunks)
+
+    def _status_rows(self, t: str, esc: Callable[[str], str], own_site: str | None) -> Iterator[str]:
+        counts: dict[str, dict[int, dict[int, int]]] = {}  # site -> type -> status -> rows
+        for (site, (_, type_, status, _)), members in zip(self._groups, self._members, strict=True):
+            by_status = counts.setdefault(site, {}).setdefault(type_, {})
+            by_status[status] = by_status.get(status, 0) + len(members)
+        sites = dict.fromkeys([own_site] if own_site else [])
+        sites.update(dict.fromkeys(self._by_site))
+        for site in sites:
+            by_type = counts.get(site, {})
+            for type_ in dict.fromkeys([*TYPE_NAMES, *by_type]):
+                type_label = esc(enum_label(type_, TYPE_NAMES))
+                for status, rows in _complete(by_type.get(type_, {})):
+                    yield (
+                        f'{STATUS_ROWS.name}{{target="{t}",site="{esc(site)}",type="{type_label}",'
+                        f'status="{esc(enum_label(status, STATUS_NAMES))}"}} {rows}\n'
+                    )
+
+    def _server_rows(self, t: str, esc: Callable[[str], str]) -> Iterator[str]:
+        counts: dict[tuple[str, str], dict[int, int]] = {}  # (site, server) -> status -> COPY rows
+        for (site, (server, type_, status, _)), members in zip(self._groups, self._members, strict=True):
+            if type_ == TYPE_COPY:
+                by_status = counts.setdefault((site, server), {})
+                by_status[status] = by_status.get(status, 0) + len(members)
+        for (site, server), by_status in counts.items():
+            prefix = f'{SERVER_STATUS_ROWS.name}{{target="{t}",site="{esc(site)}",server="{esc(server)}"'
+            for status, rows in _complete(by_status):
+                yield f'{prefix},status="{esc(enum_label(status, STATUS_NAMES))}"}} {rows}\n'
+
+    def _package_servers(self, t: str, esc: Callable[[str], str]) -> Iterator[str]:
+        """Distribution points per (site, package, status): distinct servers of COPY rows.
+
+        Two rows of one server differing only in Personality are one server holding the package:
+        the groups of one (site, server, status) are merged before counting.
+        """
+        holders: dict[tuple[str, str, int], list[set[int]]] = {}
+        packages_of_site: dict[str, set[int]] = {}
+        for (site, (server, type_, status, _)), members in zip(self._groups, self._members, strict=True):
+            packages_of_site.setdefault(site, set()).update(members)
+            if type_ == TYPE_COPY:
+                holders.setdefault((site, server, status), []).append(members)
+        counts: dict[tuple[str, int], Counter[int]] = {}  # (site, status) -> package id -> servers
+        for (site, _, status), sets in holders.items():
+            counted = counts.setdefault((site, status), Counter())
+            counted.update(sets[0] if len(sets) == 1 else set().union(*sets))
+        names = list(self._packages)
+        statuses = {site: [(status, counted) for (s, status), counted in counts.items() if s == site]
+                    for site in packages_of_site}
+        for site, packages in packages_of_site.items():
+            head = f'{PACKAGE_SERVERS.name}{{target="{t}",site="{esc(site)}",package_id="'
+            by_status = statuses[site]
+            for package in sorted(packages):
+                found = {status: counted[package] for status, counted in by_status if package in counted}
+                prefix = f"{head}{esc(names[package])}"
+                for status, servers in _complete(found):
+                    yield f'{prefix}",status="{esc(enum_label(status, STATUS_NAMES))}"}} {servers}\n'
 
 
-def _render_per_row(
-    t: str, esc: Callable[[str], str], rows: list[PackageStatusRow], keep: Callable[[PackageStatusRow], bool]
-) -> tuple[list[str], list[str]]:
-    status_lines: list[str] = []
-    timestamp_lines: list[str] = []
-    for row in rows:
-        if not keep(row):
-            continue
-        labels = (
-            f'{{target="{t}",site="{esc(row.site)}",package_id="{esc(row.package_id)}",'
-            f'server="{esc(row.server)}",type="{esc(enum_label(row.type, TYPE_NAMES))}",'
-            f'status="{esc(enum_label(row.status, STATUS_NAMES))}",'
-            f'personality="{esc(enum_label(row.personality, PERSONALITY_NAMES))}"}}'
-        )
-        status_lines.append(f"{PACKAGE_STATUS.name}{labels} 1\n")
-        if row.update_time is not None:
-            timestamp_lines.append(f"{UPDATE_TIMESTAMP.name}{labels} {format_value(row.update_time)}\n")
-    return status_lines, timestamp_lines
+def _complete(by_status: Mapping[int, int]) -> Iterator[tuple[int, int]]:
+    """(status, count) for every known status (0 where none), then the unknown ones that occur."""
+    for status in KNOWN_STATUSES:
+        yield status, by_status.get(status, 0)
+    for status, count in by_status.items():
+        if status not in STATUS_NAMES:
+            yield status, count
 
 
-def _complete(counts: Counter[tuple[str, ...]], groups: Iterable[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
-    """Counts per (group..., status) with every known status present for every group."""
-    complete: dict[tuple[str, ...], int] = {}
-    for group in groups:
-        for status in KNOWN_STATUSES:
-            complete[(*group, STATUS_NAMES[status])] = 0
-    for key, count in counts.items():
-        complete[key] = count  # unknown statuses appear only where they occur
-    return complete
+def _lines_piece(lines: Iterable[str]) -> Piece:
+    chunks: list[bytes] = []
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= _CHUNK_LINES:
+            chunks.append("".join(batch).encode())
+            batch.clear()
+    chunks.append("".join(batch).encode())
+    return piece(chunks)
 
 
-def _render_status_rows(
-    t: str, esc: Callable[[str], str], rows: list[PackageStatusRow], own_site: str | None
-) -> list[str]:
-    counts: Counter[tuple[str, ...]] = Counter(
-        (row.site, enum_label(row.type, TYPE_NAMES), enum_label(row.status, STATUS_NAMES)) for row in rows
-    )
-    sites = dict.fromkeys([own_site] if own_site else [])
-    sites.update(dict.fromkeys(row.site for row in rows))
-    groups = [(site, type_name) for site in sites for type_name in TYPE_NAMES.values()]
-    groups += [(site, type_name) for site, type_name, _ in counts if (site, type_name) not in groups]
-    return [
-        f'{STATUS_ROWS.name}{{target="{t}",site="{esc(site)}",type="{esc(type_name)}",'
-        f'status="{esc(status)}"}} {count}\n'
-        for (site, type_name, status), count in _complete(counts, dict.fromkeys(groups)).items()
-    ]
-
-
-def _render_server_rows(t: str, esc: Callable[[str], str], rows: list[PackageStatusRow]) -> list[str]:
-    counts: Counter[tuple[str, ...]] = Counter(
-        (row.site, row.server, enum_label(row.status, STATUS_NAMES)) for row in rows if row.type == TYPE_COPY
-    )
-    servers = dict.fromkeys((site, server) for site, server, _ in counts)
-    return [
-        f'{SERVER_STATUS_ROWS.name}{{target="{t}",site="{esc(site)}",server="{esc(server)}",'
-        f'status="{esc(status)}"}} {count}\n'
-        for (site, server, status), count in _complete(counts, servers).items()
-    ]
-
-
-def _render_package_servers(t: str, esc: Callable[[str], str], rows: list[PackageStatusRow]) -> list[str]:
-    # Distinct servers, not rows: two rows of one server differing only in Personality are one
-    # server holding the package.
-    holders = {
-        (row.site, row.package_id, enum_label(row.status, STATUS_NAMES), row.server)
-        for row in rows
-        if row.type == TYPE_COPY
-    }
-    counts: Counter[tuple[str, ...]] = Counter(key[:3] for key in holders)
-    # Every package seen in any row, MASTER included: a package on no DP yet shows all zeros.
-    packages = dict.fromkeys((row.site, row.package_id) for row in rows)
-    return [
-        f'{PACKAGE_SERVERS.name}{{target="{t}",site="{esc(site)}",package_id="{esc(package_id)}",'
-        f'status="{esc(status)}"}} {count}\n'
-        for (site, package_id, status), count in _complete(counts, packages).items()
-    ]
+def _count_lines(family: Piece) -> int:
+    return sum(chunk.count(b"\n") for chunk in family.chunks)

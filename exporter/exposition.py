@@ -1,13 +1,15 @@
 """The body of `/metrics` and `/probe`: the targets' ready data families plus health families.
 
-Everything here is joined from strings rendered in the background; the result is cached per
-generation of the targets it shows (a generation changes only when a poll finishes or data goes
-stale), so scrapes between two polls cost only the bytes they send, gzip included.
+Everything here is put together from bytes rendered in the background, once per poll: a body is
+a list of the targets' pieces in family order with small header and health lines between them,
+and its gzip form splices the pieces' deflate blocks in the same way (`exporter.gzipsplice`).
+Nothing of the size of the site is copied or compressed for a scrape. Bodies are cached per
+generation of the targets they show (a generation changes only when a poll finishes or data goes
+stale), so scrapes between two polls cost only the bytes they send.
 """
 
 from __future__ import annotations
 
-import gzip
 import platform
 import threading
 from collections.abc import Sequence
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from exporter import __version__
 from exporter.collector import DATA_FAMILIES, Family, escape_label_value, format_value
 from exporter.errors import REASONS
+from exporter.gzipsplice import GzipBuilder, Piece
 from exporter.poller import TargetStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -38,20 +41,44 @@ BUILD_INFO = Family(
 
 
 def render(statuses: Sequence[TargetStatus]) -> str:
-    """The whole exposition for these targets, one HELP/TYPE header per family."""
-    parts: list[str] = []
+    """The whole exposition for these targets as text, one HELP/TYPE header per family."""
+    return b"".join(build_body(statuses).parts).decode("utf-8")
+
+
+def _pieces(statuses: Sequence[TargetStatus]) -> list[bytes | Piece]:
+    """The body in order: small text as bytes, the targets' rendered families as pieces."""
+    parts: list[bytes | Piece] = []
     for family in DATA_FAMILIES:
-        chunks = [s.data.samples[family.name] for s in statuses if s.data and s.data.samples.get(family.name)]
+        chunks = [
+            s.data.families[family.name]
+            for s in statuses
+            if s.data and family.name in s.data.families and s.data.families[family.name].size
+        ]
         if chunks:
-            parts.append(family.header())
+            parts.append(family.header().encode())
             parts.extend(chunks)
-    parts.extend(_health(statuses))
-    parts.append(BUILD_INFO.header())
-    parts.append(
+    tail = _health(statuses)
+    tail.append(BUILD_INFO.header())
+    tail.append(
         f'{BUILD_INFO.name}{{version="{escape_label_value(__version__)}",'
         f'python_version="{escape_label_value(platform.python_version())}"}} 1\n'
     )
-    return "".join(parts)
+    parts.append("".join(tail).encode())
+    return parts
+
+
+def build_body(statuses: Sequence[TargetStatus]) -> Body:
+    """The body for these targets, plain and gzip, without copying or compressing their pieces."""
+    plain: list[bytes] = []
+    gzip = GzipBuilder()
+    for part in _pieces(statuses):
+        if isinstance(part, Piece):
+            plain.extend(part.chunks)
+            gzip.add_piece(part)
+        else:
+            plain.append(part)
+            gzip.add_bytes(part)
+    return Body(tuple(plain), tuple(gzip.finish()))
 
 
 def _health(statuses: Sequence[TargetStatus]) -> list[str]:
@@ -80,14 +107,25 @@ def _health(statuses: Sequence[TargetStatus]) -> list[str]:
 
 @dataclass(frozen=True)
 class Body:
-    text: bytes
-    _gzip: list[bytes]  # filled on first use; a list so the frozen body can memoise it
+    """A response body in parts, to be written one after the other: plain and gzip."""
+
+    parts: tuple[bytes, ...]
+    gzip_parts: tuple[bytes, ...]
+
+    @property
+    def length(self) -> int:
+        return sum(map(len, self.parts))
+
+    @property
+    def gzip_length(self) -> int:
+        return sum(map(len, self.gzip_parts))
+
+    @property
+    def text(self) -> bytes:
+        return b"".join(self.parts)
 
     def gzipped(self) -> bytes:
-        if not self._gzip:
-            # Level 1: most of the size win for a fraction of the time of the default level.
-            self._gzip.append(gzip.compress(self.text, compresslevel=1, mtime=0))
-        return self._gzip[0]
+        return b"".join(self.gzip_parts)
 
 
 class BodyCache:
@@ -103,7 +141,7 @@ class BodyCache:
             body = self._entries.get(key)
         if body is not None:
             return body
-        body = Body(render(statuses).encode("utf-8"), [])
+        body = build_body(statuses)
         with self._lock:
             names = {s.name for s in statuses}
             # Keep one entry per set of targets (the /metrics view and each /probe view).

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from exporter.collector import Exposition, render_rows
+from exporter.collector import Exposition, PackageStatusAggregate
 from exporter.config import TargetConfig
 from exporter.errors import REASONS, PollError, Reason
 from exporter.rows import PackageStatusRow
@@ -150,8 +150,11 @@ class TargetPoller:
 
     def _collect_into(self, deadline: float, outcome: list[Exposition | BaseException]) -> None:
         try:
-            rows = list(self._within(self.source.rows(deadline), deadline))
-            outcome.append(render_rows(self.target.name, rows, self.target.per_row, self.source.site_code()))
+            # Rows are counted in as the source yields them, page by page: a poll never holds
+            # the whole table, only what its families need (see PackageStatusAggregate).
+            aggregate = PackageStatusAggregate(self.target.per_row)
+            aggregate.add(self._within(self.source.rows(deadline), deadline))
+            outcome.append(aggregate.render(self.target.name, self.source.site_code()))
         except BaseException as exc:  # every failure of a poll is recorded, none kills the thread
             outcome.append(exc)
 
