@@ -279,18 +279,128 @@ def parse_page(data: bytes | str, *, message_id: str | None = None) -> Page:
     With `message_id`, a reply whose `a:RelatesTo` names another request is refused: after a
     dropped connection that would be somebody else's page.
     """
-    root = parse_xml(data)
-    _check_relates_to(root, message_id)
-    response = _body_child(root)
-    name = local_name(response.tag)
-    if response.tag not in (f"{{{NS_ENUMERATION}}}EnumerateResponse", f"{{{NS_ENUMERATION}}}PullResponse"):
-        raise PollError("parse", f"expected an EnumerateResponse or PullResponse, got {clean_text(name, 60)}")
-    context_element = response.find(f"{{{NS_ENUMERATION}}}EnumerationContext")
-    context = (context_element.text or "").strip() if context_element is not None else ""
+    response = _response(parse_xml(data), message_id)
+    context, end = _sequence(response)
     items_element = _find_either(response, "Items")
     items = list(parse_items(items_element)) if items_element is not None else []
-    end = _find_either(response, "EndOfSequence") is not None
-    return Page(items=items, context=context or None, end_of_sequence=end)
+    return Page(items=items, context=context, end_of_sequence=end)
+
+
+def _response(root: ET.Element, message_id: str | None) -> ET.Element:
+    _check_relates_to(root, message_id)
+    response = _body_child(root)
+    if response.tag not in (f"{{{NS_ENUMERATION}}}EnumerateResponse", f"{{{NS_ENUMERATION}}}PullResponse"):
+        name = local_name(response.tag)
+        raise PollError("parse", f"expected an EnumerateResponse or PullResponse, got {clean_text(name, 60)}")
+    return response
+
+
+def _sequence(response: ET.Element) -> tuple[str | None, bool]:
+    context_element = response.find(f"{{{NS_ENUMERATION}}}EnumerationContext")
+    context = (context_element.text or "").strip() if context_element is not None else ""
+    return context or None, _find_either(response, "EndOfSequence") is not None
+
+
+@dataclass(frozen=True, slots=True)
+class RawPage:
+    """A reply whose envelope is read but whose items are left as text, for a faster reader.
+
+    `text[items_start:items_end]` is the content of its `Items` element, every instance in it as
+    the server wrote it. `fragment_open` is the start tag of its first instance
+    (`<w:XmlFragment>`, maybe with namespace declarations): an instance with that start tag
+    stood in for them while the envelope was parsed (see `split_page`), which proves that `w:`
+    and, inside it, `xsi:` mean there what a reader expects. A reply that `split_page` could not
+    take apart this way was parsed whole instead: its `items` are then already read.
+    """
+
+    context: str | None
+    end_of_sequence: bool
+    text: str
+    items_start: int
+    items_end: int
+    items: list[Item] | None = None
+    fragment_open: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.end_of_sequence or self.context is None
+
+    @property
+    def items_text(self) -> str:
+        return self.text[self.items_start : self.items_end]
+
+    @property
+    def count(self) -> int:
+        """How many instances the page holds (an upper bound, in the split form, until read)."""
+        if self.items is not None:
+            return len(self.items)
+        return self.text.count("<w:XmlFragment", self.items_start, self.items_end)
+
+
+# `Items` with the prefix the replies of Windows and of pywinrm's peers use, no attributes.
+_ITEMS_OPEN = re.compile(r"<(n|w):Items>")
+# The start tag of the first instance, after any whitespace.
+_FRAGMENT_OPEN = re.compile(r"[ \t\r\n]*(<w:XmlFragment(?:\s[^<>]*)?(?<!/)>)")
+_NIL_CHILD = '<UpdateTime xsi:nil="true"/>'
+
+
+def split_page(data: bytes | str, *, message_id: str | None = None) -> RawPage:
+    """An EnumerateResponse or PullResponse, its envelope parsed and its items kept as text.
+
+    The items are most of a reply (a 500 KB page holds a thousand instances); building elements
+    for them is what makes a general XML reader slow. So the `Items` content is cut out, a probe
+    instance put in its place, and the rest (header, context, end of sequence, faults) parsed and
+    checked exactly as `parse_page` does. The items text is then read by `exporter.pagerows`,
+    which accepts only the one plain shape Windows writes and hands anything else back to
+    `parse_page`. A reply without that layout is parsed whole here (`RawPage.items`).
+    """
+    text = _decode(data)
+    opening = _ITEMS_OPEN.search(text)
+    if opening is not None:
+        start = opening.end()
+        end = text.rfind(f"</{opening.group(1)}:Items>")
+        fragment = _FRAGMENT_OPEN.match(text, start)
+        if end >= start and fragment is not None and fragment.end() <= end:
+            raw = _split(text, start, end, fragment.group(1), text.find("xsi:nil", start, end) >= 0, message_id)
+            if raw is not None:
+                return raw
+    page = parse_page(text, message_id=message_id)
+    return RawPage(page.context, page.end_of_sequence, text, 0, 0, page.items)
+
+
+def _split(
+    text: str, start: int, end: int, fragment_open: str, nil: bool, message_id: str | None
+) -> RawPage | None:
+    """The envelope with a probe instance for its items, parsed; None when not the expected layout."""
+    probe = fragment_open + (_NIL_CHILD if nil else "") + "</w:XmlFragment>"
+    envelope = text[:start] + probe + text[end:]
+    # What parse_xml refuses, refused here in what ElementTree is given; a declaration among the
+    # items cannot be read by the fast reader either, which then hands the page to parse_page.
+    if "<!DOCTYPE" in envelope or "<!ENTITY" in envelope:
+        raise PollError("parse", "refused a reply holding a DOCTYPE or entity declaration (not allowed in SOAP)")
+    try:
+        root = ET.fromstring(envelope)
+    except ET.ParseError:
+        return None  # parse_page reads the whole reply and says what is wrong with it
+    if root.tag != f"{{{NS_SOAP}}}Envelope":
+        return None
+    body = root.find(f"{{{NS_SOAP}}}Body")
+    response = body[0] if body is not None and len(body) else None
+    if response is None or response.tag not in (
+        f"{{{NS_ENUMERATION}}}EnumerateResponse",
+        f"{{{NS_ENUMERATION}}}PullResponse",
+    ):
+        return None
+    items = _find_either(response, "Items")
+    if items is None or len(items) != 1 or items[0].tag != f"{{{NS_WSMAN}}}XmlFragment":
+        return None
+    if len(root.findall(f".//{{{NS_WSMAN}}}XmlFragment")) != 1:
+        return None  # then the one in Items might not be the probe: not the layout we cut
+    if nil and (len(items[0]) != 1 or items[0][0].get(f"{{{NS_XSI}}}nil") != "true"):
+        return None
+    _check_relates_to(root, message_id)
+    context, end_of_sequence = _sequence(response)
+    return RawPage(context, end_of_sequence, text, start, end, fragment_open=fragment_open)
 
 
 def _find_either(parent: ET.Element, name: str) -> ET.Element | None:
