@@ -34,6 +34,10 @@ SOURCE_KINDS: tuple[SourceKind, ...] = get_args(SourceKind)
 COLLECTORS: tuple[Collector, ...] = get_args(Collector)
 # design.md: package_info and dp_info on, dp_content_state off; package_status is always on.
 DEFAULT_COLLECTORS: frozenset[Collector] = frozenset({"package_status", "package_info", "dp_info"})
+# winrm: enumerations of SMS_PackageStatus run at once, each over a slice of the PackageIDs. Four
+# hide most of the round trips of a large site; 16 is the number of slices (hex digits).
+DEFAULT_PARALLEL_ENUMERATIONS = 4
+MAX_PARALLEL_ENUMERATIONS = 16
 
 
 class ConfigError(Exception):
@@ -89,6 +93,8 @@ class TargetConfig:
     packages: int = 40
     servers: int = 12
     seed: int | None = None
+    # winrm: how many enumerations of SMS_PackageStatus run at once (disjoint PackageID slices).
+    parallel_enumerations: int = DEFAULT_PARALLEL_ENUMERATIONS
     # The enabled collectors of design.md's `collectors:` table; always holds package_status.
     collectors: frozenset[Collector] = DEFAULT_COLLECTORS
 
@@ -364,10 +370,12 @@ def _existing_file(ctx: _Context, section: dict[Any, Any], key: str, prefix: str
 # --- the sections -------------------------------------------------------------------------------
 
 _TOP_KEYS = ("defaults", "targets")
-_DEFAULT_KEYS = ("interval", "timeout", "per_row", "stale_after", "collectors")
-_COMMON_KEYS = ("name", "source", "site_code", *_DEFAULT_KEYS)
+# parallel_enumerations may be given under defaults: for every winrm target, but on a target only
+# where it means something (winrm).
+_DEFAULT_KEYS = ("interval", "timeout", "per_row", "stale_after", "collectors", "parallel_enumerations")
+_COMMON_KEYS = ("name", "source", "site_code", "interval", "timeout", "per_row", "stale_after", "collectors")
 _SOURCE_KEYS: dict[SourceKind, tuple[str, ...]] = {
-    "winrm": ("host", "port", "scheme", "auth", "tls"),
+    "winrm": ("host", "port", "scheme", "auth", "tls", "parallel_enumerations"),
     "file": ("path",),
     "demo": ("packages", "servers", "seed"),
 }
@@ -390,6 +398,7 @@ class _Defaults:
     timeout: _Duration = _Duration(120.0, "2m", "the default")
     per_row: PerRow = "all"
     stale_after: _Duration = _Duration(900.0, "15m", "the default")
+    parallel_enumerations: int = DEFAULT_PARALLEL_ENUMERATIONS
     collectors: Mapping[Collector, bool] = field(default_factory=dict)
 
 
@@ -428,6 +437,8 @@ def _inherit(ctx: _Context, section: dict[Any, Any], prefix: str, parent: _Defau
         timeout=_duration(ctx, section, "timeout", prefix) or parent.timeout,
         per_row=_choice(ctx, section, "per_row", prefix, PER_ROWS) or parent.per_row,
         stale_after=_duration(ctx, section, "stale_after", prefix) or parent.stale_after,
+        parallel_enumerations=_integer(ctx, section, "parallel_enumerations", prefix, 1, MAX_PARALLEL_ENUMERATIONS)
+        or parent.parallel_enumerations,
         collectors={**parent.collectors, **collectors},  # per collector: a target changes one
     )
 
@@ -536,6 +547,7 @@ def _target(ctx: _Context, value: Any, prefix: str, defaults: _Defaults | None) 
         timeout=settings.timeout.seconds,
         per_row=settings.per_row,
         stale_after=settings.stale_after.seconds,
+        parallel_enumerations=settings.parallel_enumerations,
         collectors=_enabled(settings.collectors),
     )
     builders = {"winrm": _winrm_target, "file": _file_target, "demo": _demo_target}

@@ -321,7 +321,7 @@ def test_the_example_says_what_to_set_when_cm_password_is_missing() -> None:
 
 def test_the_example_documents_every_key_of_the_design() -> None:
     text = (REPO / "config.example.yaml").read_text()
-    keys = DESIGN_KEYS
+    keys = [*DESIGN_KEYS, "parallel_enumerations"]
     missing = [key for key in keys if f"{key}:" not in text]
     assert missing == []
 
@@ -483,7 +483,7 @@ def test_with_an_unknown_source_only_strange_keys_are_reported() -> None:
     assert errors == [
         "targets[0].source: must be one of winrm, file, demo (got 'winrn'); did you mean 'winrm'?",
         "targets[0].hots: unknown key; allowed: name, source, site_code, interval, timeout, per_row, stale_after, "
-        "collectors, host, port, scheme, auth, tls, path, packages, servers, seed; "
+        "collectors, host, port, scheme, auth, tls, parallel_enumerations, path, packages, servers, seed; "
         "did you mean 'host'?",
     ]
 
@@ -827,8 +827,33 @@ def test_defaults_must_be_a_mapping() -> None:
 
 def test_defaults_take_only_inheritable_keys() -> None:
     assert the_error(document(winrm(), defaults={"host": "cm01"})) == (
-        "defaults.host: unknown key; allowed: interval, timeout, per_row, stale_after, collectors"
+        "defaults.host: unknown key; allowed: interval, timeout, per_row, stale_after, collectors, "
+        "parallel_enumerations"
     )
+
+
+def test_parallel_enumerations_default_defaults_block_and_target() -> None:
+    (target,) = parse_config(document(winrm()), environ=ENV).targets
+    assert target.parallel_enumerations == 4
+    text = document(winrm(), winrm(name="two", parallel_enumerations=1), defaults={"parallel_enumerations": 8})
+    assert [t.parallel_enumerations for t in parse_config(text, environ=ENV).targets] == [8, 1]
+
+
+@pytest.mark.parametrize("value", [0, 17, "4", True, 2.5])
+def test_parallel_enumerations_is_an_integer_from_1_to_16(value: object) -> None:
+    assert the_error(document(winrm(parallel_enumerations=value))) == (
+        f"targets[0].parallel_enumerations: must be an integer from 1 to 16 (got {value!r})".replace("True", "true")
+    )
+
+
+def test_parallel_enumerations_belongs_to_winrm_targets_only() -> None:
+    text = document({"name": "d", "source": "demo", "parallel_enumerations": 2})
+    assert the_error(text) == (
+        "targets[0].parallel_enumerations: belongs to source winrm, not to this target's source demo"
+    )
+    # under defaults: it is fine, and file and demo targets simply do not use it
+    (target,) = parse_config(document({"name": "d", "source": "demo"}, defaults={"parallel_enumerations": 2})).targets
+    assert target.source == "demo"
 
 
 def test_unknown_collector() -> None:

@@ -19,12 +19,14 @@ from typing import Any
 
 import pytest
 from datasets import make_site, provider_locations, single_site_dataset, site_namespace, three_site_dataset
-from wsman_server import WSManServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from wsman_server import WSManServer, parse_wql
 
 from exporter.config import AuthConfig, TargetConfig, TLSConfig
 from exporter.errors import PollError
 from exporter.rows import PackageStatusRow, host_from_nal
-from exporter.sources.winrm import PACKAGE_STATUS_WQL, WinRMSource
+from exporter.sources.winrm import PACKAGE_STATUS_WQL, WinRMSource, slice_predicates
 
 USER = "CORP\\svc-cm-exporter"
 PASSWORD = "Pa55-w0rd-N3ver-Logged"
@@ -50,7 +52,9 @@ def target(
     timeout: float = 30,
     encryption: str = "auto",
     ca_file: str | None = None,
+    parallel: int = 1,
 ) -> TargetConfig:
+    """One enumeration unless `parallel` says otherwise: most tests here follow one walk's requests."""
     return TargetConfig(
         name="abc",
         source="winrm",
@@ -70,6 +74,7 @@ def target(
             allow_unencrypted=True,
         ),
         tls=TLSConfig(verify=True, ca_file=ca_file),
+        parallel_enumerations=parallel,
     )
 
 
@@ -157,7 +162,13 @@ def test_paging_first_batch_of_one_then_75kb_pages_following_the_newest_context(
     assert pulls[-1].end_of_sequence and pulls[-1].context_out is None
     for record in pulls[:-1]:
         assert 60_000 < record.envelope_bytes < 80 * 1024
-        assert record.max_elements == 32000
+    # MaxElements asks for as many items as fill the 512000-byte envelope, no more: a guess of
+    # 1 KB per item first, then the largest bytes per item seen (with a margin).
+    assert enumerate_.max_elements == (512000 - 4096) // 1024
+    item_bytes = max(record.envelope_bytes / record.items for record in pulls[:-1])
+    for record in pulls[1:]:
+        assert record.max_elements is not None
+        assert 0.6 * 512000 < record.max_elements * item_bytes <= 512000
 
 
 def test_request_log_shows_envelope_size_operation_timeout_and_the_wql_select_list(server: WSManServer) -> None:
@@ -488,3 +499,87 @@ def test_without_ca_file_the_system_ca_bundle_is_trusted(server: WSManServer) ->
     source = WinRMSource(replace(target(server), scheme="https", tls=TLSConfig(verify=True, ca_file=None)))
     session = source._new_protocol().transport.build_session()
     assert session.verify == ssl.get_default_verify_paths().cafile
+
+
+# --- parallel enumerations over PackageID slices ----------------------------------------------------
+
+
+@pytest.mark.parametrize("parallel", [1, 2, 3, 4, 16])
+@settings(max_examples=60, deadline=None)
+@given(package_id=st.text(alphabet="0123456789ABCDEFabcdefXYZ_-%[]' ", max_size=9))
+def test_slices_cover_every_package_id_exactly_once(parallel: int, package_id: str) -> None:
+    predicates = slice_predicates(parallel)
+    assert len(predicates) == min(parallel, 16)
+    matching = [
+        predicate
+        for predicate in predicates
+        if predicate is None or parse_wql(f"SELECT * FROM C WHERE {predicate}").where({"PackageID": package_id})  # type: ignore[misc]
+    ]
+    assert len(matching) == 1, (package_id, matching)
+
+
+def test_parallel_enumerations_return_every_row_exactly_once_over_four_connections(big: WSManServer) -> None:
+    big.clear_requests()
+    rows = poll(WinRMSource(target(big, parallel=4)))
+    want = expected(abc_rows(three_site_dataset()))
+    assert len(rows) == len(want)  # no row twice, none missing
+    assert_same_rows(by_key(rows), want)
+    enumerates = [record for record in big.requests if record.action == "enumerate"]
+    assert sorted(record.wql or "" for record in enumerates) == sorted(
+        f"{PACKAGE_STATUS_WQL} WHERE {predicate}" for predicate in slice_predicates(4)
+    )
+    assert len({record.connection for record in big.requests}) == 4
+    assert big.open_contexts() == 0
+
+
+def test_parallel_enumerations_with_unusual_package_ids() -> None:
+    rows = make_site("ABC", 30, 4, 3)
+    for row, odd in zip(rows, ["abc0001f", "ABC0001Z", "P-1_x", "X", "ABC0001%", "ABC0001'"], strict=False):
+        row["PackageID"] = odd
+    data = {site_namespace("ABC"): {"SMS_PackageStatus": rows}}
+    with WSManServer(data, users=USERS, page_bytes=4096) as srv:
+        got = poll(WinRMSource(target(srv, parallel=5)))
+    assert len(got) == len(rows)
+    assert_same_rows(by_key(got), expected(rows))
+
+
+def test_one_slice_failing_fails_the_poll_and_the_others_are_released(server: WSManServer) -> None:
+    server.fault_next("pull", "provider_failure")
+    error = poll_error(WinRMSource(target(server, parallel=4)))
+    assert (error.reason, error.wmi_code) == ("wmi_fault", 0x80041001)
+    assert server.open_contexts() == 0
+
+
+def test_one_slice_dying_mid_walk_is_restarted_alone(server: WSManServer) -> None:
+    server.fault_next("pull", "timed_out")
+    rows = poll(WinRMSource(target(server, parallel=4)))
+    assert_same_rows(by_key(rows), expected(abc_rows(SMALL)))
+    assert [record.action for record in server.requests].count("enumerate") == 5
+
+
+def test_a_bad_row_in_a_slice_names_the_slice(server: WSManServer) -> None:
+    rows = make_site("ABC", 30, 5, 7)
+    rows[60]["Status"] = "broken"
+    server.set_rows(site_namespace("ABC"), "SMS_PackageStatus", rows)
+    error = poll_error(WinRMSource(target(server, parallel=4)))
+    assert error.reason == "parse" and "Status" in str(error)
+    assert "enumeration " in str(error) and " of 4 (PackageID LIKE '%[" in str(error)
+    assert server.open_contexts() == 0
+
+
+def test_parallel_consumer_stopping_early_releases_every_context(server: WSManServer) -> None:
+    rows = WinRMSource(target(server, parallel=4)).rows(time.monotonic() + 30)
+    for _ in range(5):
+        next(rows)
+    rows.close()  # type: ignore[attr-defined]
+    assert server.open_contexts() == 0
+
+
+def test_a_hanging_slice_times_out_within_the_deadline(server: WSManServer) -> None:
+    server.stall_after_pages = 3
+    started = time.monotonic()
+    error = poll_error(WinRMSource(target(server, parallel=4)), seconds=2.5)
+    elapsed = time.monotonic() - started
+    server.stall_after_pages = None
+    assert error.reason == "timeout"
+    assert elapsed < 2.5 + 1.5

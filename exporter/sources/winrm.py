@@ -5,6 +5,12 @@ message encryption, fault parsing); `exporter.wsman` builds and reads them. This
 what to ask for, keeps to the poll's deadline, maps every failure to a `PollError` reason, and
 copes with what Windows does on a long walk (shared/spec/wsman-wire.md): contexts that expire,
 connections that drop between requests, pages of about 75 KB however large the envelope.
+
+A large site is thousands of round trips. To hide their latency, `parallel_enumerations`
+enumerations of the class run at once, each on its own connection, over disjoint slices of the
+rows chosen by the last character of `PackageID` (site code + five hex digits: it spreads rows
+evenly), and their pages are merged as they arrive. One slice failing fails the poll. Pages are
+read as they come (`exporter.pagerows`), never collected first.
 """
 
 from __future__ import annotations
@@ -12,12 +18,14 @@ from __future__ import annotations
 import logging
 import math
 import os
+import queue
 import re
 import ssl
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import requests
@@ -33,7 +41,8 @@ from winrm.protocol import Protocol
 from exporter import wsman
 from exporter.config import TargetConfig
 from exporter.errors import PollError
-from exporter.rows import PackageStatusRow, RowError, make_row
+from exporter.pagerows import PageReader
+from exporter.rows import PackageStatusRow, RowError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +55,40 @@ PACKAGE_STATUS_WQL = f"SELECT {', '.join(PROPERTIES)} FROM {PACKAGE_STATUS}"
 # Release is a courtesy to the server's per-user operation quota; never worth waiting long for.
 RELEASE_TIMEOUT = 2
 _SITE_CODE = re.compile(r"^[A-Za-z0-9]{3}$")
+# The last characters of PackageIDs (site code + 5 hex digits), dealt out to the slices.
+SLICE_CHARACTERS = "0123456789ABCDEF"
+# MaxElements is chosen so that that many items fill MaxEnvelopeSize without exceeding it: from a
+# guess per item before the first page, then from the largest bytes per item seen so far. The
+# margin covers items longer than the average (a long PkgServer) and the envelope around them.
+FIRST_ITEM_BYTES = {True: 1024, False: 2048}  # property list, SELECT *
+ENVELOPE_RESERVE = 4096
+ENVELOPE_GUESS = 1500  # bytes of a reply around its items (header, context), when not measured
+ITEM_MARGIN = 1.25
+# Pages read ahead per enumeration while the poll thread reads the previous ones.
+PAGES_AHEAD = 2
+
+
+def slice_predicates(parallel: int) -> list[str | None]:
+    """WQL conditions on PackageID that split the rows into `parallel` disjoint slices covering all.
+
+    Each but the last slice takes some last characters (`PackageID LIKE '%[0123]'`); the last
+    takes every other character and the empty ID (`LIKE '%[^0123456789AB]' OR PackageID = ''`),
+    so that every row is in exactly one slice whatever its ID. Sets of characters without ranges
+    mean the same to WMI's WQL and to the SQL the SMS Provider turns it into; LIKE ignores case.
+    """
+    if parallel <= 1:
+        return [None]
+    count = min(parallel, len(SLICE_CHARACTERS))
+    size, extra = divmod(len(SLICE_CHARACTERS), count)
+    sets: list[str] = []
+    start = 0
+    for index in range(count):
+        end = start + size + (1 if index < extra else 0)
+        sets.append(SLICE_CHARACTERS[start:end])
+        start = end
+    predicates: list[str | None] = [f"PackageID LIKE '%[{chars}]'" for chars in sets[:-1]]
+    predicates.append(f"PackageID LIKE '%[^{''.join(sets[:-1])}]' OR PackageID = ''")
+    return predicates
 
 
 def system_ca_file() -> str | None:
@@ -65,15 +108,56 @@ def site_namespace(site_code: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Query:
-    """One class to enumerate: where it lives, and the WQL property list when one is used."""
+    """One class to enumerate: where it lives, and the WQL property list when one is used.
+
+    `split`: replies are taken apart by `wsman.split_page` for the fast row reader, instead of
+    being parsed whole. `slice` names the PackageID slice in messages, when there are several.
+    """
 
     namespace: str
     class_name: str
     wql: str | None = None
+    split: bool = False
+    slice: str = ""
 
     @property
     def uri(self) -> str:
         return wsman.resource_uri(self.namespace, None if self.wql else self.class_name)
+
+
+@dataclass
+class _Pacing:
+    """MaxElements for the next request of one enumeration (see FIRST_ITEM_BYTES)."""
+
+    item_bytes: float  # the guess, until a page with items came back
+    most: float = 0.0  # the largest bytes per item of a page so far, with the margin
+
+    def max_elements(self) -> int:
+        per_item = self.most or self.item_bytes
+        return max(1, min(wsman.MAX_ELEMENTS, int((wsman.MAX_ENVELOPE_SIZE - ENVELOPE_RESERVE) / per_item)))
+
+    def saw(self, size: int, items: int) -> None:
+        """A page came back holding `items` instances in `size` bytes."""
+        if items:
+            self.most = max(self.most, size * ITEM_MARGIN / items)
+
+
+@dataclass
+class _Lanes:
+    """The pages of parallel enumerations, handed from their threads to the poll's thread."""
+
+    pages: queue.Queue[tuple[int, wsman.RawPage | BaseException | None]]
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def put(self, lane: int, item: wsman.RawPage | BaseException | None) -> bool:
+        """Hand over one item; False when the consumer stopped (then nobody will read it)."""
+        while not self.stop.is_set():
+            try:
+                self.pages.put((lane, item), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
 
 class _Restart(Exception):
@@ -93,74 +177,161 @@ class WinRMSource:
     `property_list` (default) asks with the WQL property list of `PACKAGE_STATUS_WQL` (items come
     as `w:XmlFragment`); False enumerates the class URI, i.e. `SELECT *` (`p:SMS_PackageStatus`
     items). Both are kept: the second is what to fall back to should a provider refuse the query.
+    The property list is also what lets several enumerations run at once (a WQL filter per
+    slice); with `SELECT *` there is one.
     """
 
     def __init__(self, target: TargetConfig, *, property_list: bool = True) -> None:
         self._target = target
         self._property_list = property_list
         self._site: str | None = target.site_code
-        self._protocol: Protocol | None = None
+        lanes = target.parallel_enumerations if property_list else 1
+        # One pywinrm Protocol (one HTTP session, one authenticated connection) per enumeration.
+        self._protocols: list[Protocol | None] = [None] * max(1, lanes)
+        self._reader: PageReader | None = None
 
     def site_code(self) -> str | None:
         return self._site
 
     def close(self) -> None:
-        if self._protocol is not None:
-            self._protocol.transport.close_session()
+        for protocol in self._protocols:
+            if protocol is not None:
+                protocol.transport.close_session()
 
     def rows(self, deadline: float) -> Iterator[PackageStatusRow]:
         """Every row of the class, page by page as the pages arrive.
 
         When the site code is not configured it is first read from `SMS_ProviderLocation` (the
-        instance with `ProviderForLocalSite` true) and kept. If the enumeration dies mid-walk (an
-        expired or unknown context, an operation timeout) it is started again, once per poll.
-        Rows already yielded are then yielded again: the consumer must treat rows with the same
-        key as one (the collector de-duplicates by the full key, keeping the last), so a poll
-        that ends without an error has yielded every row at least once. Any failure is a
-        `PollError`; the password never appears in one.
+        instance with `ProviderForLocalSite` true) and kept. If an enumeration dies mid-walk (an
+        expired or unknown context, an operation timeout) it is started again, once per slice
+        and poll. Rows already yielded are then yielded again: the consumer must treat rows with
+        the same key as one (the collector de-duplicates by the full key, keeping the last), so
+        a poll that ends without an error has yielded every row at least once. Any failure, of
+        any slice, is a `PollError`; the password never appears in one.
         """
         try:
-            restarts_left = 1
-            while True:
-                try:
-                    yield from self._walk(deadline)
-                    return
-                except _Restart as restart:
-                    if restarts_left == 0 or time.monotonic() >= deadline:
-                        raise restart.error from None
-                    restarts_left -= 1
-                    log.warning("restarting the enumeration",
-                                extra={"target": self._target.name, "reason": restart.error.reason,
-                                       "err": self._scrub(str(restart))})
+            site = self._site or self._discover_site(deadline)
+            reader = self._reader if self._reader is not None and self._reader.site == site else PageReader(site)
+            self._reader = reader
+            queries = self._queries(site)
+            if len(queries) == 1:
+                number = 1
+                for page in self._walk(0, queries[0], deadline):
+                    rows = reader.rows(page, number)
+                    number += len(rows)
+                    yield from rows
+            else:
+                yield from self._parallel(queries, deadline, reader)
         except PollError as error:
             scrubbed = self._scrub(str(error.args[0]) if error.args else "")
             if error.args and scrubbed != error.args[0]:
                 raise PollError(error.reason, scrubbed, wmi_code=error.wmi_code) from None
             raise
 
+    def _queries(self, site: str) -> list[_Query]:
+        namespace = site_namespace(site)
+        if not self._property_list:
+            return [_Query(namespace, PACKAGE_STATUS)]
+        predicates = slice_predicates(len(self._protocols))
+        return [
+            _Query(
+                namespace,
+                PACKAGE_STATUS,
+                PACKAGE_STATUS_WQL if predicate is None else f"{PACKAGE_STATUS_WQL} WHERE {predicate}",
+                split=True,
+                slice="" if predicate is None else f"enumeration {lane + 1} of {len(predicates)} ({predicate})",
+            )
+            for lane, predicate in enumerate(predicates)
+        ]
+
     # --- the walk ---------------------------------------------------------------------------
 
-    def _walk(self, deadline: float) -> Iterator[PackageStatusRow]:
-        site = self._site or self._discover_site(deadline)
-        query = _Query(site_namespace(site), PACKAGE_STATUS, PACKAGE_STATUS_WQL if self._property_list else None)
-        number = 0
-        with closing(self._pages(query, deadline)) as pages:
-            for page in pages:
-                for item in page.items:
-                    number += 1
-                    yield _row(item, site, number)
+    def _walk(
+        self, lane: int, query: _Query, deadline: float, stop: threading.Event | None = None
+    ) -> Generator[wsman.RawPage, None, None]:
+        """The pages of one enumeration, started again once if it dies mid-walk."""
+        restarts_left = 1
+        while True:
+            try:
+                yield from self._pages(lane, query, deadline, stop)
+                return
+            except _Restart as restart:
+                if restarts_left == 0 or time.monotonic() >= deadline:
+                    raise restart.error from None
+                restarts_left -= 1
+                log.warning("restarting the enumeration",
+                            extra={"target": self._target.name, "reason": restart.error.reason,
+                                   "err": self._scrub(str(restart)),
+                                   **({"slice": query.slice} if query.slice else {})})
+
+    def _parallel(self, queries: list[_Query], deadline: float, reader: PageReader) -> Iterator[PackageStatusRow]:
+        """The slices' enumerations in threads of their own; their pages read here as they come.
+
+        The threads only send, receive and read envelopes (the network waits overlap); the
+        items are read in this thread. A bounded queue keeps memory to a few pages per slice.
+        When this generator ends for any reason the threads are stopped, their enumerations
+        released, and waited for.
+        """
+        lanes = _Lanes(queue.Queue(maxsize=PAGES_AHEAD * len(queries)))
+        threads = [
+            threading.Thread(
+                target=self._lane, args=(lane, query, deadline, lanes), daemon=True,
+                name=f"enumerate-{self._target.name}-{lane + 1}",
+            )
+            for lane, query in enumerate(queries)
+        ]
+        for thread in threads:
+            thread.start()
+        numbers = [1] * len(queries)
+        running = len(threads)
+        try:
+            while running:
+                try:
+                    lane, item = lanes.pages.get(timeout=max(0.0, deadline - time.monotonic()) + RELEASE_TIMEOUT + 1)
+                except queue.Empty:
+                    late = f"poll deadline reached reading {PACKAGE_STATUS} ({self._where})"
+                    raise PollError("timeout", late) from None
+                if item is None:
+                    running -= 1
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                try:
+                    rows = reader.rows(item, numbers[lane])
+                except PollError as error:
+                    where = queries[lane].slice
+                    raise PollError(error.reason, f"{error.args[0]}, {where}", wmi_code=error.wmi_code) from None
+                numbers[lane] += len(rows)
+                yield from rows
+        finally:
+            lanes.stop.set()
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()) + RELEASE_TIMEOUT + 1)
+
+    def _lane(self, lane: int, query: _Query, deadline: float, lanes: _Lanes) -> None:
+        """One slice's enumeration, in its own thread: its pages, then None, or its failure."""
+        try:
+            with closing(self._walk(lane, query, deadline, lanes.stop)) as pages:
+                for page in pages:
+                    if not lanes.put(lane, page):
+                        return  # the consumer is gone; closing the walk releases the context
+            lanes.put(lane, None)
+        except BaseException as exc:  # handed to the poll's thread, which raises it there
+            lanes.put(lane, exc)
 
     def _discover_site(self, deadline: float) -> str:
         query = _Query(SMS_NAMESPACE, PROVIDER_LOCATION)
-        with closing(self._pages(query, deadline)) as pages:
-            items = [item for page in pages for item in page.items]
+        with closing(self._pages(0, query, deadline)) as pages:
+            items = [item for page in pages for item in page.items or []]
         site = _local_site(items, self._target.host or "")
         log.info("site code discovered", extra={"target": self._target.name, "site": site,
                                                "source": f"{SMS_NAMESPACE}\\{PROVIDER_LOCATION}"})
         self._site = site
         return site
 
-    def _pages(self, query: _Query, deadline: float) -> Generator[wsman.Page, None, None]:
+    def _pages(
+        self, lane: int, query: _Query, deadline: float, stop: threading.Event | None = None
+    ) -> Generator[wsman.RawPage, None, None]:
         """Enumerate, then Pull with the newest context until the end of the sequence.
 
         `live` holds the context only while this generator waits for its consumer: if the walk
@@ -169,29 +340,34 @@ class WinRMSource:
         """
         uri = query.uri
         live: str | None = None
+        pacing = _Pacing(FIRST_ITEM_BYTES[query.wql is not None])
         try:
-            page = self._request(query, deadline, "Enumerate", partial(self._enumerate, uri, query))
+            page = self._request(
+                lane, query, deadline, "Enumerate", partial(self._enumerate, uri, query, pacing), pacing
+            )
             while True:
                 live = None if page.done else page.context
                 yield page
-                if live is None:
+                if live is None or (stop is not None and stop.is_set()):
                     return
                 self._check_deadline(deadline, f"Pull of {query.class_name}")
                 context, live = live, None
-                page = self._request(query, deadline, "Pull", partial(self._pull, uri, context))
+                page = self._request(lane, query, deadline, "Pull", partial(self._pull, uri, context, pacing), pacing)
         finally:
             if live is not None:
-                self._release(uri, live)
+                self._release(lane, uri, live)
 
-    def _enumerate(self, uri: str, query: _Query, timeout: float) -> wsman.Envelope:
-        return wsman.build_enumerate(to=self._target.endpoint, uri=uri, wql=query.wql, operation_timeout=timeout)
+    def _enumerate(self, uri: str, query: _Query, pacing: _Pacing, timeout: float) -> wsman.Envelope:
+        return wsman.build_enumerate(to=self._target.endpoint, uri=uri, wql=query.wql, operation_timeout=timeout,
+                                     max_elements=pacing.max_elements())
 
-    def _pull(self, uri: str, context: str, timeout: float) -> wsman.Envelope:
-        return wsman.build_pull(to=self._target.endpoint, uri=uri, context=context, operation_timeout=timeout)
+    def _pull(self, uri: str, context: str, pacing: _Pacing, timeout: float) -> wsman.Envelope:
+        return wsman.build_pull(to=self._target.endpoint, uri=uri, context=context, operation_timeout=timeout,
+                                max_elements=pacing.max_elements())
 
-    def _release(self, uri: str, context: str) -> None:
+    def _release(self, lane: int, uri: str, context: str) -> None:
         """Best effort, short: the walk is already over, successful or not."""
-        protocol = self._protocol
+        protocol = self._protocols[lane]
         if protocol is None:
             return
         protocol.transport.read_timeout_sec = RELEASE_TIMEOUT
@@ -206,11 +382,17 @@ class WinRMSource:
     # --- one request ------------------------------------------------------------------------
 
     def _request(
-        self, query: _Query, deadline: float, action: str, build: Callable[[float], wsman.Envelope]
-    ) -> wsman.Page:
+        self,
+        lane: int,
+        query: _Query,
+        deadline: float,
+        action: str,
+        build: Callable[[float], wsman.Envelope],
+        pacing: _Pacing | None = None,
+    ) -> wsman.RawPage:
         """Send one enumeration request and read its page; faults become `PollError` or `_Restart`."""
         try:
-            raw, envelope = self._send(build, deadline, f"{action} of {query.class_name}")
+            raw, envelope = self._send(lane, build, deadline, f"{action} of {query.class_name}")
         except WinRMOperationTimeoutError:
             # pywinrm turns the TimedOut fault (WSManFault 2150858793) into this before we see it.
             error = PollError(
@@ -225,13 +407,22 @@ class WinRMSource:
             if fault.restartable:
                 raise _Restart(error) from None
             raise error from None
-        page = wsman.parse_page(raw, message_id=envelope.message_id)
+        if query.split:
+            page = wsman.split_page(raw, message_id=envelope.message_id)
+        else:
+            parsed = wsman.parse_page(raw, message_id=envelope.message_id)
+            page = wsman.RawPage(parsed.context, parsed.end_of_sequence, "", 0, 0, parsed.items)
+        items = page.count
+        if pacing is not None:
+            # The items' share of the reply: all of it but the envelope around them.
+            around = len(page.text) - (page.items_end - page.items_start) if page.text else ENVELOPE_GUESS
+            pacing.saw(max(len(raw) - around, items), items)
         log.debug("page", extra={"target": self._target.name, "action": action, "class": query.class_name,
-                                 "items": len(page.items)})
+                                 "items": items})
         return page
 
     def _send(
-        self, build: Callable[[float], wsman.Envelope], deadline: float, what: str
+        self, lane: int, build: Callable[[float], wsman.Envelope], deadline: float, what: str
     ) -> tuple[bytes, wsman.Envelope]:
         """One request within the deadline, resent once on a fresh session if the connection dropped.
 
@@ -239,7 +430,7 @@ class WinRMSource:
         next request fail (HTTP 400 with no body, or a reset): the sealing context belonged to the
         old connection. A new session authenticates again.
         """
-        protocol = self._connect()
+        protocol = self._connect(lane)
         for attempt in (1, 2):
             operation_timeout = self._arm(protocol, deadline, what)
             envelope = build(operation_timeout)
@@ -272,10 +463,11 @@ class WinRMSource:
         if time.monotonic() >= deadline:
             raise PollError("timeout", f"poll deadline reached before {what} ({self._where})")
 
-    def _connect(self) -> Protocol:
-        if self._protocol is None:
-            self._protocol = self._new_protocol()
-        return self._protocol
+    def _connect(self, lane: int) -> Protocol:
+        protocol = self._protocols[lane]
+        if protocol is None:
+            protocol = self._protocols[lane] = self._new_protocol()
+        return protocol
 
     def _new_protocol(self) -> Protocol:
         target, auth, tls = self._target, self._target.auth, self._target.tls
@@ -344,21 +536,6 @@ class WinRMSource:
         """Defence in depth: server-supplied text could echo the password; never pass it on."""
         password = self._target.auth.password
         return text.replace(password, "********") if password else text
-
-
-def _row(item: wsman.Item, site: str, number: int) -> PackageStatusRow:
-    try:
-        return make_row(
-            site=_text(item, "SiteCode") or site,
-            package_id=_text(item, "PackageID"),
-            pkg_server=_text(item, "PkgServer"),
-            type_=_text(item, "Type"),
-            status=_text(item, "Status"),
-            personality=_text(item, "Personality"),
-            update_time=_text(item, "UpdateTime"),
-        )
-    except RowError as exc:
-        raise PollError("parse", f"{PACKAGE_STATUS} row {number}: {exc}") from None
 
 
 def _text(item: wsman.Item, name: str) -> str | None:
