@@ -47,6 +47,8 @@ Attributes and methods:
     requests                a copy of the request log (``RequestRecord`` list, SOAP requests only:
                             the empty authentication POSTs are not logged); clear_requests().
     set_dataset(d), set_rows(namespace, class_name, rows)   replace data (new enumerations only).
+                            Rendered instances and WQL selections are cached until the data is
+                            replaced, so that polling a million rows again costs little here.
     expire_contexts()       invalidate every open enumeration context now.
     open_contexts()         number of live contexts.
     connections_accepted, ntlm_handshakes, auth_failures   counters.
@@ -97,6 +99,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -349,6 +352,7 @@ class CimDatetime(str):
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
+@functools.lru_cache(maxsize=65536)  # pure; the values of a large data set repeat (hosts, sites)
 def xml_text(value: str) -> str:
     """Escape text as Windows does: control characters other than tab/LF/CR become ``?``."""
     value = _CONTROL_CHARS.sub("?", value)
@@ -421,6 +425,7 @@ def render_fragment(properties: Sequence[str], row: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- WQL subset
 
 Predicate = Callable[[Mapping[str, Any]], bool]
+_Selection = tuple[str, list[Mapping[str, Any]], "tuple[str, ...] | None"]
 
 
 class WqlError(ValueError):
@@ -528,7 +533,14 @@ def _compare(actual: Any, op: str, literal: Any) -> bool:
     return ops[op](a, b)
 
 
-def _get(row: Mapping[str, Any], name: str) -> Any:
+def _get(row: Mapping[str, Any], name: str, written: str | None = None) -> Any:
+    """The value of property ``name`` (lower case) in ``row``, names matching case-insensitively.
+
+    ``written``, the name as the query spells it, is tried first: rows use one spelling per
+    property, and a million-row enumeration should not scan every row's keys for every predicate.
+    """
+    if written is not None and written in row:
+        return row[written]
     for key, value in row.items():
         if key.lower() == name:
             return value
@@ -616,23 +628,36 @@ class _WqlParser:
         raise WqlError(f"expected a literal, got {value!r}")
 
     def comparison(self) -> Predicate:
-        name = self.take("ident").lower()
+        written = self.take("ident")
+        name = written.lower()
         self.referenced.add(name)
         if self.accept("kw", "IS"):
             negate = self.accept("kw", "NOT")
             self.take("kw", "NULL")
-            return lambda row: (_get(row, name) is None) != negate
+            return lambda row: (_get(row, name, written) is None) != negate
         negate = self.accept("kw", "NOT")
         if self.accept("kw", "LIKE"):
             pattern = like_regex(str(self.literal()))
-            return lambda row: (
-                _get(row, name) is not None and pattern.fullmatch(str(_normalise(_get(row, name)))) is not None
-            ) != negate
+            known: dict[str, bool] = {}  # per value: a million rows hold a few thousand PackageIDs
+
+            def like(row: Mapping[str, Any]) -> bool:
+                value = _get(row, name, written)
+                if value is None:
+                    return negate
+                text = str(_normalise(value))
+                found = known.get(text)
+                if found is None:
+                    found = pattern.fullmatch(text) is not None
+                    if len(known) < 100_000:
+                        known[text] = found
+                return found != negate
+
+            return like
         if negate:
             raise WqlError("NOT must be followed by LIKE here")
         op = self.take("op")
         value = self.literal()
-        return lambda row: _compare(_get(row, name), op, value)
+        return lambda row: _compare(_get(row, name, written), op, value)
 
 
 def parse_wql(text: str) -> WqlQuery:
@@ -1025,6 +1050,9 @@ def parse_request(data: bytes) -> _Request:
 # --------------------------------------------------------------------------- enumeration state
 
 
+_RenderCache = dict[tuple[int, str, "tuple[str, ...] | None"], tuple[Mapping[str, Any], str, int]]
+
+
 @dataclass
 class _Enumeration:
     user: str
@@ -1034,11 +1062,28 @@ class _Enumeration:
     properties: tuple[str, ...] | None
     pos: int = 0
     last_used: float = field(default_factory=time.monotonic)
+    # Shared by the server's enumerations until its data changes: an instance is rendered once,
+    # not once per poll (a million-row benchmark would otherwise spend its time here).
+    cache: _RenderCache | None = None
 
     def render(self, row: Mapping[str, Any]) -> str:
         if self.properties is None:
             return render_instance(self.class_name, self.class_uri, row)
         return render_fragment(self.properties, row)
+
+    def render_sized(self, row: Mapping[str, Any]) -> tuple[str, int]:
+        """The instance's XML and its size in UTF-8 bytes, from the cache when it holds this row."""
+        if self.cache is None:
+            text = self.render(row)
+            return text, len(text.encode("utf-8"))
+        key = (id(row), self.class_uri, self.properties)
+        hit = self.cache.get(key)
+        if hit is not None and hit[0] is row:  # the entry keeps the row alive: its id stays its own
+            return hit[1], hit[2]
+        text = self.render(row)
+        size = len(text.encode("utf-8"))
+        self.cache[key] = (row, text, size)
+        return text, size
 
     @property
     def done(self) -> bool:
@@ -1115,6 +1160,10 @@ class WSManServer:
         self._cond = threading.Condition(self._lock)
         self._stop_event = threading.Event()
         self._data: dict[str, dict[str, tuple[str, list[Mapping[str, Any]]]]] = {}
+        # Instances rendered and WQL selections made, kept until the data changes (see set_dataset).
+        self._render_cache: _RenderCache = {}
+        self._selections: dict[tuple[int, str], tuple[list[Mapping[str, Any]], _Selection]] = {}
+        self._schemas: dict[int, tuple[list[Mapping[str, Any]], dict[str, str]]] = {}
         self._contexts: dict[str, _Enumeration] = {}
         self._log: list[RequestRecord] = []
         self._faults: deque[tuple[str, str]] = deque()
@@ -1212,6 +1261,9 @@ class WSManServer:
             data[key] = {name.lower(): (name, list(rows)) for name, rows in classes.items()}
         with self._lock:
             self._data = data
+            self._render_cache = {}
+            self._selections = {}
+            self._schemas = {}
 
     def set_rows(self, namespace: str, class_name: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Create or replace one class's instances (creating the namespace if needed)."""
@@ -1220,6 +1272,9 @@ class WSManServer:
             classes = dict(self._data.get(key, {}))
             classes[class_name.lower()] = (class_name, list(rows))
             self._data = {**self._data, key: classes}
+            self._render_cache = {}
+            self._selections = {}
+            self._schemas = {}
 
     # ----------------------------------------------------------------- log, counters
 
@@ -1449,7 +1504,8 @@ class WSManServer:
         classes = self._namespace(target)
         class_name, rows, properties = self._select(element, target, classes)
         enum = _Enumeration(
-            user.lower(), rows, class_name, f"{WMI_URI_PREFIX}{target.namespace_path}/{class_name}", properties
+            user.lower(), rows, class_name, f"{WMI_URI_PREFIX}{target.namespace_path}/{class_name}", properties,
+            cache=self._render_cache,
         )
         self._check_quota(user)
         limit = self._envelope_limit(request)
@@ -1506,7 +1562,11 @@ class WSManServer:
         if found is None:
             raise make_fault("cannot_process_filter", self.machine, "Invalid class.", WBEM_E_INVALID_CLASS)
         class_name, rows = found
-        schema = {k.lower(): k for row in rows for k in row}
+        with self._lock:
+            cached = self._selections.get((id(rows), text))
+        if cached is not None and cached[0] is rows:  # the same query on the same, unchanged rows
+            return cached[1]
+        schema = self._schema(rows)
         unknown = sorted(n for n in query.referenced if schema and n not in schema)
         if unknown:
             raise make_fault("cannot_process_filter", self.machine, f"Unknown property {unknown[0]}.")
@@ -1514,7 +1574,21 @@ class WSManServer:
         if query.properties is not None:
             properties = tuple(_sorted_names({schema.get(p.lower(), p) for p in query.properties}))
         selected = [row for row in rows if query.where(row)] if query.where else list(rows)
-        return class_name, selected, properties
+        selection = (class_name, selected, properties)
+        with self._lock:
+            self._selections[(id(rows), text)] = (rows, selection)
+        return selection
+
+    def _schema(self, rows: list[Mapping[str, Any]]) -> dict[str, str]:
+        """Lower-case property name -> name, over every row; computed once per row list."""
+        with self._lock:
+            cached = self._schemas.get(id(rows))
+        if cached is not None and cached[0] is rows:
+            return cached[1]
+        schema = {k.lower(): k for row in rows for k in row}
+        with self._lock:
+            self._schemas[id(rows)] = (rows, schema)
+        return schema
 
     def _check_quota(self, user: str) -> None:
         with self._lock:
@@ -1532,8 +1606,7 @@ class WSManServer:
         items: list[str] = []
         size = 0
         while not enum.done and len(items) < max_items:
-            item = enum.render(enum.rows[enum.pos])
-            length = len(item.encode("utf-8"))
+            item, length = enum.render_sized(enum.rows[enum.pos])
             if size + length > budget:
                 if not items:
                     raise make_fault("encoding_limit", self.machine)
