@@ -1,21 +1,24 @@
 """`SMS_PackageStatus` rows read straight from the items text of a Pull page: the poll's hot loop.
 
-A large site is a million instances per poll, about 400 MB of XML. Building an element per
-property and a dict per instance (`wsman.parse_page`) reads some 90,000 rows a second; this
-module reads 400,000 or more, and gives the same rows, or hands the page back to `parse_page`.
+A large site is a million instances per poll, 300 to 400 MB of XML. Building an element per
+property and a dict per instance (`wsman.parse_page`) reads some 85,000 rows a second; this
+module about 500,000, and gives the same rows, or hands the page back to `parse_page`.
 
 It relies on `wsman.split_page` having parsed the envelope around the items (with a probe
 instance in their place, proving what the prefixes `w:` and `xsi:` mean there) and reads the
 items text itself, accepting one shape only: the one Windows writes for our WQL property list,
-`<w:XmlFragment>` with the seven properties in alphabetical order, no whitespace, no comments,
-`UpdateTime` as `<Datetime>` or `xsi:nil`. The pattern matches every instance back to back and
-must cover the whole items text, so nothing in it goes unread. Text that needs no decoding
-(`PackageID`, the datetime) may hold no `&`, no carriage return (which a parser would
-normalise) and no character XML forbids. The five properties in between (`Personality` to `Type`)
-repeat across rows -- a few thousand distinct runs over a million rows -- so each distinct run
-is parsed once by ElementTree, entity references included, and remembered. Whatever does not fit
-(another shape, a reference where none is expected, a field that does not convert) sends the page
-to the general reader, which either reads it or reports exactly what is wrong.
+`<w:XmlFragment>` (with the page's first start tag, namespace declarations and all) holding the
+seven properties in alphabetical order, no whitespace or comments inside, `UpdateTime` as
+`<Datetime>` or `xsi:nil`; whitespace between instances is allowed. The pattern matches every
+instance back to back and must cover the whole items text, so nothing in it goes unread. Text
+that needs no decoding (`PackageID`, the datetime) may hold no `&`, no carriage return (which a
+parser would normalise), no `>` (so no `]]>`) and no character XML forbids; the usual datetime
+form is captured in parts. The five properties in between (`Personality` to `Type`) repeat
+across rows -- a few thousand distinct runs over a million rows -- so each distinct run is
+parsed once by ElementTree, entity references and forbidden characters included, and
+remembered. Whatever does not fit (another shape, a reference where none is expected, a field
+that does not convert) sends the page to the general reader, which either reads it or reports
+exactly what is wrong.
 """
 
 from __future__ import annotations
