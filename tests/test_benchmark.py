@@ -1,0 +1,49 @@
+"""benchmarks/: the synthetic site is what the benchmark says it is, and the one command runs.
+
+The benchmark itself is not part of the suite (it takes minutes and its figures belong in
+benchmarks/RESULTS.md, not in assertions); a 2,000-row run proves the command works end to end:
+the test server, the exporter and the naive baseline in their own processes, scrapes over HTTP.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+_SPEC = importlib.util.spec_from_file_location("synthetic", REPO / "benchmarks" / "synthetic.py")
+assert _SPEC is not None and _SPEC.loader is not None
+synthetic = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(synthetic)
+SITE, site_rows = synthetic.SITE, synthetic.site_rows
+
+
+def test_synthetic_site_shape() -> None:
+    rows = site_rows(40, 49)
+    assert len(rows) == 40 * 50 and rows == site_rows(40, 49)  # deterministic
+    copies = [row for row in rows if row["Type"] == 2]
+    assert len(copies) == 40 * 49 and sum(row["Type"] == 1 for row in rows) == 40
+    not_installed = sum(row["Status"] != 3 for row in copies) / len(copies)
+    assert 0.03 < not_installed < 0.07
+    assert Counter(row["Status"] for row in rows)[9] == 2  # undocumented values occur
+    last = Counter(row["PackageID"][-1] for row in rows)
+    assert len(last) == 16 and max(last.values()) - min(last.values()) <= 2 * 50  # even slices
+    servers = [row["PkgServer"] for row in copies]
+    assert sum(value.startswith('["Display=') for value in servers) / len(servers) > 0.85
+    assert all(row["SiteCode"] == SITE and row["PackageID"].startswith(SITE) for row in rows)
+
+
+def test_the_benchmark_command_runs_and_prints_its_table(tmp_path: Path) -> None:
+    report = tmp_path / "results.md"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--sizes", "smoke", "--results", str(report)],
+        capture_output=True, timeout=120, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    table = result.stdout.decode()
+    assert "| 2k (2,000) | all | 4,962 |" in table
+    assert "naive fill s" in table and "scrape ratio" in table
+    assert report.read_text().startswith("# Benchmark results\n\nMeasured ")
