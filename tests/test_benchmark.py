@@ -46,4 +46,6 @@ def test_the_benchmark_command_runs_and_prints_its_table(tmp_path: Path) -> None
     table = result.stdout.decode()
     assert "| 2k (2,000) | all | 4,962 |" in table
     assert "naive fill s" in table and "scrape ratio" in table
-    assert report.read_text().startswith("# Benchmark results\n\nMeasured ")
+    written = report.read_text()
+    assert written.startswith("# Benchmark results\n") and "\nMeasured " in written and " cores, " in written
+    assert "| 2k (2,000) | all | 4,962 |" in written
