@@ -38,6 +38,15 @@ DEFAULT_COLLECTORS: frozenset[Collector] = frozenset({"package_status", "package
 # hide most of the round trips of a large site; 16 is the number of slices (hex digits).
 DEFAULT_PARALLEL_ENUMERATIONS = 4
 MAX_PARALLEL_ENUMERATIONS = 16
+# A site has at most a few million SMS_PackageStatus rows; a table far larger is a fault, and
+# would hold memory the exporter cannot spare.
+DEFAULT_MAX_ROWS = 5_000_000
+MAX_MAX_ROWS = 1_000_000_000
+# Windows caps a reply at MaxEnvelopeSize (500 KiB by default, 150 KiB on old systems); 16 MiB
+# leaves room for any server setting while refusing a runaway body before it is parsed.
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+MIN_RESPONSE_BYTES = 64 * 1024
+MAX_RESPONSE_BYTES = 1024 * 1024 * 1024
 
 
 class ConfigError(Exception):
@@ -97,6 +106,10 @@ class TargetConfig:
     parallel_enumerations: int = DEFAULT_PARALLEL_ENUMERATIONS
     # The enabled collectors of design.md's `collectors:` table; always holds package_status.
     collectors: frozenset[Collector] = DEFAULT_COLLECTORS
+    # Limits (issue 5): a poll yielding more rows fails (reason other); a WS-Management reply
+    # body larger than this is refused before it is parsed (reason parse).
+    max_rows: int = DEFAULT_MAX_ROWS
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     @property
     def endpoint(self) -> str:
@@ -372,10 +385,15 @@ def _existing_file(ctx: _Context, section: dict[Any, Any], key: str, prefix: str
 _TOP_KEYS = ("defaults", "targets")
 # parallel_enumerations may be given under defaults: for every winrm target, but on a target only
 # where it means something (winrm).
-_DEFAULT_KEYS = ("interval", "timeout", "per_row", "stale_after", "collectors", "parallel_enumerations")
-_COMMON_KEYS = ("name", "source", "site_code", "interval", "timeout", "per_row", "stale_after", "collectors")
+_DEFAULT_KEYS = (
+    "interval", "timeout", "per_row", "stale_after", "collectors", "parallel_enumerations", "max_rows",
+    "max_response_bytes",
+)  # fmt: skip
+_COMMON_KEYS = (
+    "name", "source", "site_code", "interval", "timeout", "per_row", "stale_after", "collectors", "max_rows",
+)  # fmt: skip
 _SOURCE_KEYS: dict[SourceKind, tuple[str, ...]] = {
-    "winrm": ("host", "port", "scheme", "auth", "tls", "parallel_enumerations"),
+    "winrm": ("host", "port", "scheme", "auth", "tls", "parallel_enumerations", "max_response_bytes"),
     "file": ("path",),
     "demo": ("packages", "servers", "seed"),
 }
@@ -400,6 +418,8 @@ class _Defaults:
     stale_after: _Duration = _Duration(900.0, "15m", "the default")
     parallel_enumerations: int = DEFAULT_PARALLEL_ENUMERATIONS
     collectors: Mapping[Collector, bool] = field(default_factory=dict)
+    max_rows: int = 0  # 0: not set, DEFAULT_MAX_ROWS
+    max_response_bytes: int = 0  # 0: not set, DEFAULT_MAX_RESPONSE_BYTES
 
 
 def _config(ctx: _Context, data: Any) -> Config | None:
@@ -439,6 +459,9 @@ def _inherit(ctx: _Context, section: dict[Any, Any], prefix: str, parent: _Defau
         stale_after=_duration(ctx, section, "stale_after", prefix) or parent.stale_after,
         parallel_enumerations=_integer(ctx, section, "parallel_enumerations", prefix, 1, MAX_PARALLEL_ENUMERATIONS)
         or parent.parallel_enumerations,
+        max_rows=_integer(ctx, section, "max_rows", prefix, 1, MAX_MAX_ROWS) or parent.max_rows,
+        max_response_bytes=_integer(ctx, section, "max_response_bytes", prefix, MIN_RESPONSE_BYTES,
+                                    MAX_RESPONSE_BYTES) or parent.max_response_bytes,
         collectors={**parent.collectors, **collectors},  # per collector: a target changes one
     )
 
@@ -549,6 +572,8 @@ def _target(ctx: _Context, value: Any, prefix: str, defaults: _Defaults | None) 
         stale_after=settings.stale_after.seconds,
         parallel_enumerations=settings.parallel_enumerations,
         collectors=_enabled(settings.collectors),
+        max_rows=settings.max_rows or DEFAULT_MAX_ROWS,
+        max_response_bytes=settings.max_response_bytes or DEFAULT_MAX_RESPONSE_BYTES,
     )
     builders = {"winrm": _winrm_target, "file": _file_target, "demo": _demo_target}
     target = builders[source](ctx, value, prefix, base)

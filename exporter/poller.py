@@ -159,9 +159,12 @@ class TargetPoller:
             outcome.append(exc)
 
     def _within(self, rows: Iterator[PackageStatusRow], deadline: float) -> Iterator[PackageStatusRow]:
+        limit = self.target.max_rows
         for count, row in enumerate(rows, 1):
             if count % DEADLINE_CHECK_ROWS == 0 and self._monotonic() > deadline:
                 raise PollError("timeout", f"poll did not finish within timeout {self.target.timeout:g}s")
+            if count > limit:
+                raise PollError("other", f"the source gave more than max_rows {limit} rows; poll abandoned")
             yield row
 
     def _record_success(self, data: Exposition, duration: float) -> None:

@@ -321,7 +321,7 @@ def test_the_example_says_what_to_set_when_cm_password_is_missing() -> None:
 
 def test_the_example_documents_every_key_of_the_design() -> None:
     text = (REPO / "config.example.yaml").read_text()
-    keys = [*DESIGN_KEYS, "parallel_enumerations"]
+    keys = [*DESIGN_KEYS, "parallel_enumerations", "max_rows", "max_response_bytes"]
     missing = [key for key in keys if f"{key}:" not in text]
     assert missing == []
 
@@ -459,7 +459,7 @@ def test_unknown_key_without_a_close_match() -> None:
     error = the_error(document({"name": "d", "source": "demo", "zzz": 1}))
     assert error == (
         "targets[0].zzz: unknown key; allowed: name, source, site_code, interval, timeout, per_row, stale_after, "
-        "collectors, packages, servers, seed"
+        "collectors, max_rows, packages, servers, seed"
     )
 
 
@@ -483,7 +483,8 @@ def test_with_an_unknown_source_only_strange_keys_are_reported() -> None:
     assert errors == [
         "targets[0].source: must be one of winrm, file, demo (got 'winrn'); did you mean 'winrm'?",
         "targets[0].hots: unknown key; allowed: name, source, site_code, interval, timeout, per_row, stale_after, "
-        "collectors, host, port, scheme, auth, tls, parallel_enumerations, path, packages, servers, seed; "
+        "collectors, max_rows, host, port, scheme, auth, tls, parallel_enumerations, max_response_bytes, path, "
+        "packages, servers, seed; "
         "did you mean 'host'?",
     ]
 
@@ -828,7 +829,7 @@ def test_defaults_must_be_a_mapping() -> None:
 def test_defaults_take_only_inheritable_keys() -> None:
     assert the_error(document(winrm(), defaults={"host": "cm01"})) == (
         "defaults.host: unknown key; allowed: interval, timeout, per_row, stale_after, collectors, "
-        "parallel_enumerations"
+        "parallel_enumerations, max_rows, max_response_bytes"
     )
 
 
@@ -957,3 +958,28 @@ def test_a_password_never_shows_in_errors(auth: dict[str, Any], keys: list[str])
 @pytest.mark.parametrize("example", sorted((REPO / "examples").glob("*.yaml")), ids=lambda path: path.name)
 def test_the_shipped_examples_load(example: Path) -> None:
     assert load_config(example).targets
+
+
+def test_limits_have_defaults_and_are_set_in_defaults_or_on_a_target() -> None:
+    (target,) = parse_config(document(winrm()), environ=ENV).targets
+    assert (target.max_rows, target.max_response_bytes) == (5_000_000, 16 * 1024 * 1024)
+    text = document(winrm(), winrm(name="two", max_rows=10, max_response_bytes=65536),
+                    defaults={"max_rows": 1000, "max_response_bytes": 1048576})
+    assert [(t.max_rows, t.max_response_bytes) for t in parse_config(text, environ=ENV).targets] == [
+        (1000, 1048576), (10, 65536)]
+
+
+@pytest.mark.parametrize(("key", "value", "says"), [
+    ("max_rows", 0, "from 1 to 1000000000"),
+    ("max_rows", "5M", "from 1 to 1000000000"),
+    ("max_response_bytes", 1000, "from 65536 to 1073741824"),
+])
+def test_limits_are_checked(key: str, value: object, says: str) -> None:
+    changes: dict[str, Any] = {key: value}
+    assert the_error(document(winrm(**changes))) == (
+        f"targets[0].{key}: must be an integer {says} (got {value!r})")
+
+
+def test_max_response_bytes_belongs_to_winrm_targets_only() -> None:
+    text = document({"name": "d", "source": "demo", "max_response_bytes": 65536})
+    assert "belongs to source winrm" in the_error(text)

@@ -119,3 +119,17 @@ def test_background_thread_polls_and_stops() -> None:
     assert poller.wait_for_poll(3, timeout=5)
     poller.stop()
     assert source.closed
+
+
+def test_more_rows_than_max_rows_fails_the_poll_and_keeps_the_last_good_rows() -> None:
+    rows = [ROW._replace(package_id=f"ABC{i:05d}") for i in range(5)]
+    poller = TargetPoller(TargetConfig(name="abc", source="demo", per_row="all", interval=60.0, timeout=5.0,
+                                       stale_after=120.0, max_rows=5), ScriptedSource(rows, rows + rows[:1]))
+    poller.poll_once()
+    good = poller.status()
+    assert good.up and good.data is not None and good.data.rows == 5
+    poller.poll_once()
+    status = poller.status()
+    assert not status.up
+    assert status.last_reason == "other" and status.last_error is not None and "max_rows 5" in status.last_error
+    assert status.data is good.data

@@ -407,6 +407,11 @@ class WinRMSource:
             if fault.restartable:
                 raise _Restart(error) from None
             raise error from None
+        limit = self._target.max_response_bytes
+        if len(raw) > limit:
+            # Refused before parsing: a runaway reply must not cost the memory of its elements.
+            raise PollError("parse", f"{action} of {query.class_name}: reply of {len(raw)} bytes is larger than "
+                                     f"the limit max_response_bytes {limit}")
         if query.split:
             page = wsman.split_page(raw, message_id=envelope.message_id)
         else:
