@@ -68,7 +68,11 @@ Failure injection (thread-safe; set at any time, takes effect on the next reques
                             be decrypted: HTTP 400 with an empty body, the pitfall in the spec; the
                             enumeration context is untouched.  With Basic (or TLS without message
                             encryption) the client simply reconnects.
-    fault_next(action, kind)   answer the next ``action`` ("enumerate", "pull", "release", "any")
+    corrupt_next(action, kind, times=1)   spoil the next ``times`` successful replies to ``action``
+                            (see ``CORRUPT_KINDS``: malformed XML, a truncated page, an XML bomb,
+                            an oversized body, non-UTF-8 bytes); the enumeration goes on as if
+                            the reply had been good.  ``clear_injections()`` drops what is queued.
+    fault_next(action, kind, times=1)   answer the next ``action`` ("enumerate", "pull", "release", "any")
                             with fault ``kind`` (see ``FAULT_KINDS``); calls queue up.  A Pull
                             answered with a fault loses its enumeration (context released).
     reset_mid_pull = N      the next N Pull responses are cut: headers and half the body, then a
@@ -187,6 +191,21 @@ FAULT_KINDS = frozenset(
     }
 )
 INJECTABLE_ACTIONS = frozenset({"enumerate", "pull", "release", "any"})
+# What `corrupt_next` does to a successful reply's envelope (before any message encryption).
+CORRUPT_KINDS = frozenset(
+    {
+        "malformed",  # a closing tag that does not match: not well-formed XML
+        "truncated",  # the first half of the envelope, with a Content-Length that matches it
+        "bomb",  # a "billion laughs" DOCTYPE declaring nested entities, used in the body
+        "oversized",  # the envelope padded with whitespace to ``oversized_bytes`` (default 20 MiB)
+        "non_utf8",  # bytes 0xFF 0xFE inside the body: neither UTF-8 nor a valid UTF-16 document
+    }
+)
+_BOMB_DOCTYPE = (
+    '<?xml version="1.0"?>\n<!DOCTYPE s:Envelope [\n  <!ENTITY lol "lol">\n'
+    + "".join(f'  <!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">\n' for i in range(1, 10))
+    + "]>\n"
+)
 
 
 # --------------------------------------------------------------------------- certificates
@@ -1167,6 +1186,8 @@ class WSManServer:
         self._contexts: dict[str, _Enumeration] = {}
         self._log: list[RequestRecord] = []
         self._faults: deque[tuple[str, str]] = deque()
+        self._corruptions: deque[tuple[str, str]] = deque()
+        self.oversized_bytes = 20 * 1024 * 1024
         self._hang: frozenset[str] = frozenset()
         self._hang_on_connect = False
         self._reset_mid_pull = 0
@@ -1343,14 +1364,48 @@ class WSManServer:
         with self._lock:
             self._reset_mid_pull = int(value)
 
-    def fault_next(self, action: str, kind: str) -> None:
-        """Answer the next request of ``action`` (or "any") with the fault ``kind``."""
+    def fault_next(self, action: str, kind: str, times: int = 1) -> None:
+        """Answer the next ``times`` requests of ``action`` (or "any") with the fault ``kind``."""
         if action not in INJECTABLE_ACTIONS:
             raise ValueError(f"action must be one of {sorted(INJECTABLE_ACTIONS)}")
         if kind not in FAULT_KINDS:
             raise ValueError(f"kind must be one of {sorted(FAULT_KINDS)}")
         with self._lock:
-            self._faults.append((action, kind))
+            self._faults.extend([(action, kind)] * times)
+
+    def corrupt_next(self, action: str, kind: str, times: int = 1) -> None:
+        """Spoil the next ``times`` successful replies to ``action`` (or "any") the way ``kind`` says."""
+        if action not in INJECTABLE_ACTIONS:
+            raise ValueError(f"action must be one of {sorted(INJECTABLE_ACTIONS)}")
+        if kind not in CORRUPT_KINDS:
+            raise ValueError(f"kind must be one of {sorted(CORRUPT_KINDS)}")
+        with self._lock:
+            self._corruptions.extend([(action, kind)] * times)
+
+    def clear_injections(self) -> None:
+        """Forget every queued fault and corruption."""
+        with self._lock:
+            self._faults.clear()
+            self._corruptions.clear()
+
+    def _take_corruption(self, action: str) -> str | None:
+        with self._lock:
+            for i, (wanted, kind) in enumerate(self._corruptions):
+                if wanted in (action, "any"):
+                    del self._corruptions[i]
+                    return kind
+        return None
+
+    def _corrupt(self, kind: str, reply: bytes) -> bytes:
+        if kind == "malformed":
+            return reply.replace(b"</s:Body>", b"</s:Bodyy>", 1)
+        if kind == "truncated":
+            return reply[: len(reply) // 2]
+        if kind == "bomb":
+            return _BOMB_DOCTYPE.encode() + reply.replace(b"<s:Body>", b"<s:Body>&lol9;", 1)
+        if kind == "oversized":
+            return reply.replace(b"<s:Body>", b"<s:Body>" + b" " * max(0, self.oversized_bytes - len(reply)), 1)
+        return reply.replace(b"<s:Body>", b"<s:Body>\xff\xfe", 1)  # non_utf8
 
     def _take_injected_fault(self, action: str) -> str | None:
         with self._lock:
@@ -1436,6 +1491,9 @@ class WSManServer:
         except Fault as fault:
             return self._fault_reply(fault, request.message_id, record)
         reply = envelope(f"{request.action_uri}Response", request.message_id, body).encode("utf-8")
+        corruption = self._take_corruption(request.action)
+        if corruption is not None:
+            reply = self._corrupt(corruption, reply)
         record.status = 200
         record.envelope_bytes = len(reply)
         return 200, reply, record
