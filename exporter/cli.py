@@ -13,7 +13,7 @@ from types import FrameType
 from exporter import __version__
 from exporter.config import Config, ConfigError, load_config
 from exporter.logs import LEVELS, setup_logging
-from exporter.server import ListenAddressError, parse_listen_address, serve
+from exporter.server import DEFAULT_MAX_REQUESTS, ListenAddressError, parse_listen_address, serve
 from exporter.service import Exporter
 from exporter.webconfig import WebConfig, WebConfigError, load_web_config
 
@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--web.config.file", dest="web_config_file", default=None, metavar="PATH",
         help="exporter-toolkit web configuration file: TLS (tls_server_config), basic auth "
         "(basic_auth_users, bcrypt hashes) and response headers (default: plain HTTP, no auth)",
+    )
+    parser.add_argument(
+        "--web.max-requests", dest="max_requests", type=int, default=DEFAULT_MAX_REQUESTS, metavar="N",
+        help="scrapes (/metrics, /probe) served at once; more get HTTP 503 at once; 0 for no limit "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--log.level", dest="log_level", default="info", choices=list(LEVELS),
@@ -94,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     web_config = _load_web(args.web_config_file)
     if config is None or web_config is None:
         return EXIT_ERROR
+    if args.max_requests < 0:
+        print(f"--web.max-requests must be 0 (no limit) or more (got {args.max_requests})", file=sys.stderr)
+        return EXIT_ERROR
     if args.check_config:
         names = ", ".join(t.name for t in config.targets)
         print(f"configuration file {args.config_file} is valid: {len(config.targets)} target(s): {names}")
@@ -103,14 +111,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ListenAddressError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_ERROR
-    return run(config, address, web_config)
+    return run(config, address, web_config, config_file=args.config_file, max_requests=args.max_requests)
 
 
-def run(config: Config, address: tuple[str, int], web_config: WebConfig) -> int:
-    """Serve until SIGTERM or SIGINT, then stop cleanly."""
+class Reloader:
+    """Loads the configuration file again on SIGHUP or POST /-/reload; one reload at a time.
+
+    An invalid file is refused: its errors are logged and the running configuration stays.
+    """
+
+    def __init__(self, exporter: Exporter, path: str) -> None:
+        self.exporter = exporter
+        self.path = path
+        self._lock = threading.Lock()
+
+    def __call__(self) -> bool:
+        with self._lock:
+            try:
+                config = load_config(self.path)
+            except ConfigError as exc:
+                log.error("configuration reload failed; the running configuration stays",
+                          extra={"file": self.path, "err": "; ".join(exc.errors)})
+                self.exporter.reload_failed()
+                return False
+            self.exporter.reload(config)
+            return True
+
+
+def run(config: Config, address: tuple[str, int], web_config: WebConfig, *, config_file: str = "config.yaml",
+        max_requests: int = DEFAULT_MAX_REQUESTS) -> int:
+    """Serve until SIGTERM or SIGINT, then stop cleanly; reload the configuration on SIGHUP."""
     exporter = Exporter(config)
+    reloader = Reloader(exporter, config_file)
     try:
-        httpd = serve(exporter, address, web_config)
+        httpd = serve(exporter, address, web_config, reload=reloader, max_requests=max_requests)
     except OSError as exc:
         log.error("cannot listen", extra={"address": f"{address[0]}:{address[1]}", "err": str(exc)})
         return EXIT_ERROR
@@ -121,15 +155,23 @@ def run(config: Config, address: tuple[str, int], web_config: WebConfig) -> int:
                                  "tls": web_config.tls_enabled, "basic_auth": web_config.auth_required,
                                  "version": __version__})
     stopping = threading.Event()
+    reloading = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("stopping", extra={"signal": signal.Signals(signum).name})
         stopping.set()
 
+    def on_hangup(signum: int, frame: FrameType | None) -> None:
+        reloading.set()  # the reload itself runs in the main loop, not in the signal handler
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    while not stopping.wait(1.0):
-        pass
+    signal.signal(signal.SIGHUP, on_hangup)
+    while not stopping.wait(0.2):
+        if reloading.is_set():
+            reloading.clear()
+            log.info("reloading the configuration", extra={"signal": "SIGHUP", "file": config_file})
+            reloader()
     httpd.shutdown()
     httpd.server_close()
     exporter.stop()

@@ -45,7 +45,25 @@ def render(statuses: Sequence[TargetStatus]) -> str:
     return b"".join(build_body(statuses).parts).decode("utf-8")
 
 
-def _pieces(statuses: Sequence[TargetStatus]) -> list[bytes | Piece]:
+RELOAD_SUCCESSFUL = Family(
+    "sccm_exporter_config_last_reload_successful", "gauge",
+    "1 if the last reload of the configuration file (SIGHUP or POST /-/reload) succeeded, else 0.",
+)
+RELOAD_SUCCESS_TIME = Family(
+    "sccm_exporter_config_last_reload_success_timestamp_seconds", "gauge",
+    "Unix time of the last successful load of the configuration file (the start, or a reload).",
+)
+
+
+def exporter_families(reload_successful: bool, reload_success_time: float) -> str:
+    """The exporter's own families of /metrics (not per target): the configuration reload state."""
+    return (
+        f"{RELOAD_SUCCESSFUL.header()}{RELOAD_SUCCESSFUL.name} {int(reload_successful)}\n"
+        f"{RELOAD_SUCCESS_TIME.header()}{RELOAD_SUCCESS_TIME.name} {format_value(reload_success_time)}\n"
+    )
+
+
+def _pieces(statuses: Sequence[TargetStatus], extra: str = "") -> list[bytes | Piece]:
     """The body in order: small text as bytes, the targets' rendered families as pieces."""
     parts: list[bytes | Piece] = []
     for family in DATA_FAMILIES:
@@ -63,15 +81,19 @@ def _pieces(statuses: Sequence[TargetStatus]) -> list[bytes | Piece]:
         f'{BUILD_INFO.name}{{version="{escape_label_value(__version__)}",'
         f'python_version="{escape_label_value(platform.python_version())}"}} 1\n'
     )
+    tail.append(extra)
     parts.append("".join(tail).encode())
     return parts
 
 
-def build_body(statuses: Sequence[TargetStatus]) -> Body:
-    """The body for these targets, plain and gzip, without copying or compressing their pieces."""
+def build_body(statuses: Sequence[TargetStatus], extra: str = "") -> Body:
+    """The body for these targets, plain and gzip, without copying or compressing their pieces.
+
+    `extra`: families of the exporter itself, rendered last (see `exporter_families`).
+    """
     plain: list[bytes] = []
     gzip = GzipBuilder()
-    for part in _pieces(statuses):
+    for part in _pieces(statuses, extra):
         if isinstance(part, Piece):
             plain.extend(part.chunks)
             gzip.add_piece(part)
@@ -133,19 +155,21 @@ class BodyCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries: dict[tuple[tuple[str, int, bool], ...], Body] = {}
+        self._entries: dict[tuple[int, str, tuple[tuple[str, int, bool], ...]], Body] = {}
 
-    def get(self, statuses: Sequence[TargetStatus]) -> Body:
-        key = tuple(s.generation for s in statuses)
+    def get(self, statuses: Sequence[TargetStatus], extra: str = "", epoch: int = 0) -> Body:
+        """`epoch` changes when the pollers are replaced (a reload): a new poller's generations
+        start again from 0 and must not meet a body cached for the old one."""
+        key = (epoch, extra, tuple(s.generation for s in statuses))
         with self._lock:
             body = self._entries.get(key)
         if body is not None:
             return body
-        body = build_body(statuses)
+        body = build_body(statuses, extra)
         with self._lock:
             names = {s.name for s in statuses}
             # Keep one entry per set of targets (the /metrics view and each /probe view).
-            for old in [k for k in self._entries if {g[0] for g in k} == names]:
+            for old in [k for k in self._entries if {g[0] for g in k[2]} == names]:
                 del self._entries[old]
             self._entries[key] = body
         return body

@@ -11,6 +11,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -24,6 +25,9 @@ from exporter.webconfig import WWW_AUTHENTICATE, WebConfig
 log = logging.getLogger("exporter.server")
 
 DEFAULT_PORT = 9864
+# Scrapes served at once before the next ones get 503 (like promhttp's MaxRequestsInFlight). A
+# scrape only writes a body rendered in the background, so even 50 scrapers stay well within it.
+DEFAULT_MAX_REQUESTS = 64
 
 
 class ListenAddressError(ValueError):
@@ -64,10 +68,13 @@ class ExporterHTTPServer(ThreadingHTTPServer):
     # Many scrapers may connect at once; the default backlog of 5 drops connections under load.
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], exporter: Exporter, web_config: WebConfig | None = None) -> None:
+    def __init__(self, address: tuple[str, int], exporter: Exporter, web_config: WebConfig | None = None, *,
+                 reload: Callable[[], bool] | None = None, max_requests: int = DEFAULT_MAX_REQUESTS) -> None:
         host, _ = address
         self.exporter = exporter
         self.web_config = web_config or WebConfig()
+        self.reload = reload
+        self.scrape_slots = threading.BoundedSemaphore(max_requests) if max_requests > 0 else None
         if ":" in host or host == "":
             self.address_family = socket.AF_INET6 if socket.has_ipv6 else socket.AF_INET
         if host == "" and self.address_family == socket.AF_INET6:
@@ -114,15 +121,48 @@ class Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._handle(head=True)
 
+    def do_POST(self) -> None:
+        self._head_only = False
+        # A body sent with the POST is not read; the connection is not reused after it.
+        self.close_connection = True
+        if not self._authorized():
+            return
+        path = urlsplit(self.path).path
+        if path != "/-/reload":
+            allowed = "GET, HEAD" if path in _GET_PATHS else None
+            if allowed is None:
+                self._text(HTTPStatus.NOT_FOUND, f"404 page not found: {path}\n")
+            else:
+                self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"Only GET and HEAD are allowed here.\n",
+                           "text/plain; charset=utf-8", {"Allow": allowed})
+            return
+        if self.server.reload is None:
+            self._text(HTTPStatus.NOT_FOUND, "reload is not available\n")
+        elif self.server.reload():
+            self._text(HTTPStatus.OK, "Configuration reloaded.\n")
+        else:
+            # The errors are in the log; like Prometheus, the answer only says that it failed.
+            self._text(HTTPStatus.INTERNAL_SERVER_ERROR,
+                       "failed to reload the configuration file: see the exporter's log; the old one keeps running\n")
+
+    def _authorized(self) -> bool:
+        # Every endpoint is protected when basic_auth_users is set, as with exporter-toolkit.
+        if self.server.web_config.check_basic_auth(self.headers.get("Authorization")):
+            return True
+        self._send(HTTPStatus.UNAUTHORIZED, b"Unauthorized\n", "text/plain; charset=utf-8",
+                   {"WWW-Authenticate": WWW_AUTHENTICATE})
+        return False
+
     def _handle(self, *, head: bool) -> None:
         # One handler serves every request of a keep-alive connection: reset per request.
         self._head_only = head
-        # Every endpoint is protected when basic_auth_users is set, as with exporter-toolkit.
-        if not self.server.web_config.check_basic_auth(self.headers.get("Authorization")):
-            self._send(HTTPStatus.UNAUTHORIZED, b"Unauthorized\n", "text/plain; charset=utf-8",
-                       {"WWW-Authenticate": WWW_AUTHENTICATE})
+        if not self._authorized():
             return
         url = urlsplit(self.path)
+        if url.path == "/-/reload":
+            self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"Only POST is allowed here.\n", "text/plain; charset=utf-8",
+                       {"Allow": "POST"})
+            return
         routes = {
             "/metrics": self._metrics,
             "/probe": lambda: self._probe(url.query),
@@ -134,7 +174,18 @@ class Handler(BaseHTTPRequestHandler):
         if route is None:
             self._text(HTTPStatus.NOT_FOUND, f"404 page not found: {url.path}\n")
             return
-        route()
+        slots = self.server.scrape_slots if url.path in ("/metrics", "/probe") else None
+        if slots is None:
+            route()
+            return
+        if not slots.acquire(blocking=False):
+            self._text(HTTPStatus.SERVICE_UNAVAILABLE,
+                       "too many scrapes at once (--web.max-requests); try again\n")
+            return
+        try:
+            route()
+        finally:
+            slots.release()
 
     def _metrics(self) -> None:
         self._send_body(self.server.exporter.metrics())
@@ -195,6 +246,8 @@ class Handler(BaseHTTPRequestHandler):
         log.debug("http request", extra={"client": self.client_address[0], "request": format % args})
 
 
+_GET_PATHS = ("/metrics", "/probe", "/-/healthy", "/-/ready", "/")
+
 # Parts smaller than this are joined before they are written: fewer system calls and packets.
 _SMALL_PART = 64 * 1024
 
@@ -254,9 +307,13 @@ version {html.escape(__version__)}.</p>
 """
 
 
-def serve(exporter: Exporter, address: tuple[str, int], web_config: WebConfig | None = None) -> ExporterHTTPServer:
-    """Bind and start serving in a background thread; the caller shuts it down."""
-    httpd = ExporterHTTPServer(address, exporter, web_config)
+def serve(exporter: Exporter, address: tuple[str, int], web_config: WebConfig | None = None, *,
+          reload: Callable[[], bool] | None = None, max_requests: int = DEFAULT_MAX_REQUESTS) -> ExporterHTTPServer:
+    """Bind and start serving in a background thread; the caller shuts it down.
+
+    `reload` is what POST /-/reload runs (True when the new configuration was taken).
+    """
+    httpd = ExporterHTTPServer(address, exporter, web_config, reload=reload, max_requests=max_requests)
     thread = threading.Thread(target=httpd.serve_forever, name="http", daemon=True)
     thread.start()
     return httpd

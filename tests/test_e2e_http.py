@@ -34,6 +34,8 @@ FAMILIES = {
     "sccm_up",
     "sccm_poll_duration_seconds",
     "sccm_last_poll_success_timestamp_seconds",
+    "sccm_exporter_config_last_reload_successful",
+    "sccm_exporter_config_last_reload_success_timestamp_seconds",
     "sccm_poll_errors_total",
     "sccm_exporter_build_info",
 }
