@@ -6,6 +6,8 @@ import base64
 import json
 import ssl
 import subprocess
+import time
+import urllib.parse
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,13 +15,16 @@ from pathlib import Path
 import bcrypt
 import pytest
 from conftest import (
+    Server,
     StartExporter,
     console_script,
+    free_port,
     gunzip,
     http_get,
     labels,
     parse_samples,
     promtool_check_metrics,
+    require_tool,
 )
 from datasets import Row, three_site_dataset
 from expected import check_target
@@ -271,3 +276,49 @@ def test_invalid_web_config_exits_1_with_the_key_path(tmp_path: Path) -> None:
                              "--web.config.file", str(web)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert "tls_server_config.key_fil" in result.stderr
+
+
+def test_a_real_prometheus_scrapes_over_tls_with_basic_auth(tmp_path: Path, run_exporter: StartExporter) -> None:
+    prometheus = require_tool("prometheus")
+    cert_path, key_path = make_self_signed_cert(str(tmp_path))
+    hashed = bcrypt.hashpw(b"scrape-secret", bcrypt.gensalt(4)).decode()
+    web = write(tmp_path / "web.yml", f"tls_server_config:\n  cert_file: {cert_path}\n  key_file: {key_path}\n"
+                                      f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+    exporter = run_exporter(demo_config(tmp_path), ["--web.config.file", str(web)], tls_ca=Path(cert_path),
+                            auth=("prometheus", "scrape-secret"))
+    exporter.wait_ready()
+    password_file = write(tmp_path / "scrape_password", "scrape-secret\n")
+    config = write(tmp_path / "prometheus.yml", f"""global: {{scrape_interval: 1s}}
+scrape_configs:
+  - job_name: sccm
+    scheme: https
+    tls_config: {{ca_file: {cert_path}}}
+    basic_auth: {{username: prometheus, password_file: {password_file}}}
+    static_configs: [{{targets: ['127.0.0.1:{exporter.port}']}}]
+  - job_name: sccm-wrong-password
+    scheme: https
+    tls_config: {{ca_file: {cert_path}}}
+    basic_auth: {{username: prometheus, password: wrong}}
+    static_configs: [{{targets: ['127.0.0.1:{exporter.port}']}}]
+""")
+    port = free_port()
+    server = Server("prometheus", [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                                   f"--web.listen-address=127.0.0.1:{port}"], tmp_path / "prometheus.log",
+                    f"http://127.0.0.1:{port}/-/ready")
+    try:
+        server.wait_ready()
+
+        def health() -> dict[str, str]:
+            body = json.loads(http_get(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5).body)
+            return {t["labels"]["job"]: t["health"] for t in body["data"]["activeTargets"]}
+
+        end = time.monotonic() + 30
+        while health() != {"sccm": "up", "sccm-wrong-password": "down"}:
+            assert time.monotonic() < end, f"{health()}\n{server.log()}"
+            time.sleep(0.5)
+        query = urllib.parse.urlencode({"query": 'sccm_up{job="sccm"}'})
+        result = json.loads(http_get(f"http://127.0.0.1:{port}/api/v1/query?{query}", timeout=5).body)
+        assert {r["metric"]["target"]: r["value"][1] for r in result["data"]["result"]} == {"demo": "1", "other": "1"}
+    finally:
+        server.stop()
+    assert "scrape-secret" not in exporter.log()

@@ -81,7 +81,8 @@ def test_reload_is_post_only(tmp_path: Path, run_exporter: StartExporter) -> Non
 
 def test_scrapes_beyond_max_requests_get_503_at_once(tmp_path: Path, run_exporter: StartExporter) -> None:
     path = tmp_path / "big.yaml"
-    path.write_text("targets:\n  - {name: big, source: demo, packages: 1000, servers: 50, seed: 1, interval: 1m, timeout: 30s}\n")
+    path.write_text("targets:\n  - {name: big, source: demo, packages: 1000, servers: 50, seed: 1, "
+                    "interval: 1m, timeout: 30s}\n")
     exporter = run_exporter(path, ["--web.max-requests", "1"])
     exporter.wait_ready()
     assert exporter.get("/metrics").status == 200
