@@ -146,7 +146,8 @@ def _envelope(draw: st.DrawFn) -> bytes:
         [f"{{{NS['n']}}}PullResponse", f"{{{NS['n']}}}EnumerateResponse", f"{{{NS['s']}}}Fault", "Other"])))
     for _ in range(draw(st.integers(0, 4))):
         response.append(draw(_element()))
-    return ET.tostring(root, encoding="utf-8")
+    data: bytes = ET.tostring(root, encoding="utf-8")
+    return data
 
 
 @FAST
