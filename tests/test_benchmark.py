@@ -49,3 +49,17 @@ def test_the_benchmark_command_runs_and_prints_its_table(tmp_path: Path) -> None
     written = report.read_text()
     assert written.startswith("# Benchmark results\n") and "\nMeasured " in written and " cores, " in written
     assert "| 2k (2,000) | all | 4,962 |" in written
+
+
+def test_the_load_test_runs_without_a_failed_scrape(tmp_path: Path) -> None:
+    # The real run is 50 scrapers for 10 s on 100k rows (benchmarks/load.py); this one proves the
+    # command and the no-failed-scrape check on 2,000 rows, with the 50 scrapers for 2 s.
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "load.py"), "--scrapers", "50", "--seconds", "2",
+         "--packages", "20", "--servers", "99", "--interval", "1"],
+        capture_output=True, timeout=120, cwd=tmp_path,
+    )
+    out = result.stdout.decode()
+    assert result.returncode == 0, out + result.stderr.decode()
+    row = out.splitlines()[2].split("|")
+    assert row[1].strip() == "2,000" and row[2].strip() == "50" and row[5].strip() == "0"
