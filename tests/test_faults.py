@@ -102,6 +102,9 @@ CASES = [
     Case("unknown_enum", lambda s: _with_status(s, 42), None),
 ]
 BY_NAME = {case.name: case for case in CASES}
+# A provider that goes down for good, on a target with a short stale_after: its rows must go.
+STALE = "stale_after_4s"
+STALE_AFTER = 4.0
 
 
 @dataclass
@@ -135,6 +138,8 @@ def _config(path: Path, secret: Path, servers: dict[str, WSManServer]) -> Path:
         ]
         if name == "corrupt_oversized":
             lines.append("    max_response_bytes: 4194304")
+        if name == STALE:
+            lines.append(f"    stale_after: {STALE_AFTER:g}s")
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -163,7 +168,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
     tmp = tmp_path_factory.mktemp("faults")
     secret = tmp / "cm_password"
     secret.write_text(PASSWORD + "\n")
-    servers = {name: WSManServer(single_site_dataset(SITE)).start() for name in ["control", *BY_NAME]}
+    servers = {name: WSManServer(single_site_dataset(SITE)).start() for name in ["control", STALE, *BY_NAME]}
     exporter = ExporterProcess(_config(tmp / "config.yaml", secret, servers), tmp / "exporter.log")
     try:
         exporter.wait_ready()
@@ -171,6 +176,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
         first_success = before["sccm_last_poll_success_timestamp_seconds"]
         for case in CASES:
             case.breaks(servers[case.name])
+        servers[STALE].stop()
 
         def settled(samples: Samples) -> bool:
             # A row case has settled once a poll finished after its data changed.
@@ -239,3 +245,18 @@ def test_an_unknown_enum_value_is_exported_as_its_number(matrix: Matrix) -> None
     assert after["sccm_up"][labels(target="unknown_enum")] == 1
     statuses = {dict(k)["status"] for k in _of(after, "sccm_package_status", "unknown_enum")}
     assert "42" in statuses
+
+
+def test_after_stale_after_the_rows_go_and_the_health_stays(matrix: Matrix) -> None:
+    before = _of(matrix.before, "sccm_package_status", STALE)
+    assert before
+    got = matrix.exporter.wait_for(
+        "the stale target's rows to go",
+        lambda s: not _of(s, "sccm_package_status", STALE) and not _of(s, "sccm_package_status_rows", STALE),
+        timeout=STALE_AFTER + 10,
+    )
+    assert got["sccm_up"][labels(target=STALE)] == 0
+    assert _errors(got, STALE)["connection"] >= 1
+    assert got["sccm_last_poll_success_timestamp_seconds"][labels(target=STALE)] > 0
+    assert got["sccm_up"][labels(target="control")] == 1  # and the others keep theirs
+    assert _of(got, "sccm_package_status", "control")

@@ -797,3 +797,38 @@ def test_three_site_dataset_shape() -> None:
     assert any(p.startswith('["Display=') for p in pkg_servers)
     assert any(p.startswith("\\\\") for p in pkg_servers)
     assert any("\\" not in p for p in pkg_servers)
+
+
+@pytest.mark.parametrize("kind", ["malformed", "truncated", "bomb", "oversized", "non_utf8"])
+def test_corrupt_next_spoils_that_many_replies_then_they_are_good_again(server: WSManServer, kind: str) -> None:
+    proto = protocol(server)
+    server.oversized_bytes = 300_000
+    server.corrupt_next("enumerate", kind, times=2)
+    spoiled = [proto.send_message(enumerate_xml(ABC_URI)) for _ in range(2)]
+    for data in spoiled:
+        if kind == "malformed":
+            assert b"</s:Bodyy>" in data
+        elif kind == "truncated":
+            assert not data.rstrip().endswith(b"</s:Envelope>")
+        elif kind == "bomb":
+            assert data.startswith(b'<?xml version="1.0"?>\n<!DOCTYPE') and b"&lol9;" in data
+        elif kind == "oversized":
+            assert len(data) >= 300_000
+        else:
+            assert b"\xff\xfe" in data
+    assert server.requests[-1].status == 200
+    server.corrupt_next("any", kind, times=5)
+    server.clear_injections()
+    assert send(proto, enumerate_xml(ABC_URI)).items  # nothing left queued
+
+
+def test_fault_next_repeats_and_corrupt_next_is_validated(server: WSManServer) -> None:
+    proto = protocol(server)
+    server.fault_next("enumerate", "invalid_class", times=2)
+    assert fault_of(proto, enumerate_xml(ABC_URI)).code == 500
+    assert fault_of(proto, enumerate_xml(ABC_URI)).code == 500
+    assert send(proto, enumerate_xml(ABC_URI)).items
+    with pytest.raises(ValueError):
+        server.corrupt_next("pull", "no_such_corruption")
+    with pytest.raises(ValueError):
+        server.corrupt_next("get", "malformed")
