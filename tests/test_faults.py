@@ -224,6 +224,10 @@ def test_the_process_still_serves_and_never_logs_the_password(matrix: Matrix) ->
         assert matrix.exporter.get(path).status == 200, path
     assert PASSWORD not in matrix.log
     assert "Traceback" not in matrix.log
+    # Nor in what the exporter serves: the landing page shows every target's last error.
+    landing = matrix.exporter.get("/").text
+    assert "http_401" in landing and "rejected the credentials" in landing
+    assert PASSWORD not in landing and PASSWORD not in matrix.exporter.scrape()
 
 
 def test_zero_rows_is_a_good_poll_of_an_empty_table(matrix: Matrix) -> None:
