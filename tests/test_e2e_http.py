@@ -7,7 +7,9 @@ import json
 import ssl
 import subprocess
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -267,6 +269,14 @@ http_server_config:
         assert "sccm" not in refused.text
     with pytest.raises(OSError):  # plain HTTP to a TLS port gets no answer
         http_get(f"http://127.0.0.1:{exporter.port}/metrics", timeout=3)
+    # POST /-/reload is protected like every endpoint.
+    for headers, status in (({}, 401), (exporter.auth_headers, 200)):
+        request = urllib.request.Request(exporter.base + "/-/reload", data=b"", method="POST", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10, context=context) as response:
+                assert response.status == status
+        except urllib.error.HTTPError as exc:
+            assert exc.code == status
     assert "scrape-secret" not in exporter.log()
 
 
