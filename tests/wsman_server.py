@@ -71,7 +71,8 @@ Failure injection (thread-safe; set at any time, takes effect on the next reques
     corrupt_next(action, kind, times=1)   spoil the next ``times`` successful replies to ``action``
                             (see ``CORRUPT_KINDS``: malformed XML, a truncated page, an XML bomb,
                             an oversized body, non-UTF-8 bytes); the enumeration goes on as if
-                            the reply had been good.  ``clear_injections()`` drops what is queued.
+                            the reply had been good.  ``clear_injections()`` drops what is queued;
+                            ``oversized_bytes`` (default 20 MiB) is the size "oversized" pads to.
     fault_next(action, kind, times=1)   answer the next ``action`` ("enumerate", "pull", "release", "any")
                             with fault ``kind`` (see ``FAULT_KINDS``); calls queue up.  A Pull
                             answered with a fault loses its enumeration (context released).
