@@ -94,7 +94,55 @@ def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 1
         return HTTPResult(exc.code, dict(exc.headers), exc.read())
 
 
-class ExporterProcess:
+class Server:
+    """A child process on loopback with its log in a file, ready once a URL answers 200; `stop()` ends it."""
+
+    def __init__(self, name: str, args: list[str], log: Path, ready_url: str) -> None:
+        self.name = name
+        self.log_path = log
+        self.ready_url = ready_url
+        self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+
+    def status_of(self, url: str) -> int:
+        """How this process answers `url`; a subclass adds TLS or credentials."""
+        return http_get(url, timeout=2).status
+
+    def wait_for_url(self, url: str, timeout: float) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
+            try:
+                if self.status_of(url) == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{url} not 200 within {timeout}s:\n{self.log()[-4000:]}")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        self.wait_for_url(self.ready_url, timeout)
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+
+class ExporterProcess(Server):
     """`sccm-package-exporter` run as a user runs it, on a free loopback port."""
 
     def __init__(self, config: Path, log_path: Path, extra_args: list[str] | None = None, *,
@@ -106,46 +154,17 @@ class ExporterProcess:
         self.auth_headers = (
             {"Authorization": "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()} if auth else {}
         )
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-        self.proc = subprocess.Popen(
+        super().__init__(
+            "exporter",
             [console_script(), "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{self.port}",
              *(extra_args or [])],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env,
+            log_path,
+            ready_url=f"{self.base}/-/ready",
         )
-        self._wait("/-/healthy", 20)
+        self.wait_for_url(f"{self.base}/-/healthy", 20)
 
-    @staticmethod
-    def wait_until_healthy(base: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
-        """For exporters started by hand (another install, another interpreter)."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if proc.poll() is not None:
-                raise AssertionError(f"exporter exited with {proc.returncode}")
-            try:
-                if http_get(base + "/-/healthy", timeout=2).status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"{base}/-/healthy not 200 within {timeout}s")
-
-    def _wait(self, path: str, timeout: float) -> None:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"exporter exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if self.get(path).status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"{path} not 200 within {timeout}s:\n{self.log()}")
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        self._wait("/-/ready", timeout)
+    def status_of(self, url: str) -> int:
+        return http_get(url, self.auth_headers, timeout=2, context=self.context).status
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> HTTPResult:
         return http_get(self.base + path, {**self.auth_headers, **(headers or {})}, context=self.context)
@@ -169,62 +188,6 @@ class ExporterProcess:
                 return samples
             time.sleep(0.2)
         raise AssertionError(f"timed out waiting for {predicate}; last scrape: {samples}\nlog:\n{self.log()}")
-
-    def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-        return self.proc.returncode
-
-
-class Server:
-    """A child process on loopback with its log in a file; `stop()` always ends it."""
-
-    def __init__(self, name: str, args: list[str], log: Path, ready_url: str) -> None:
-        self.name = name
-        self.log_path = log
-        self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        self.ready_url = ready_url
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if http_get(self.ready_url, timeout=2).status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"{self.name} not ready within {timeout}s:\n{self.log()}")
-
-    def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
 
 
 StartExporter = Callable[..., ExporterProcess]

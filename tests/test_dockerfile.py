@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ExporterProcess, free_port, http_get, require_tool
+from conftest import Server, free_port, http_get, require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -63,12 +63,15 @@ def test_the_images_install_steps_give_a_working_exporter_in_a_clean_venv(tmp_pa
     assert not list(venv.rglob("__pycache__")) and not (venv / "bin" / "pip").exists()
 
     port = free_port()
-    log = (tmp_path / "exporter.log").open("wb")
-    process = subprocess.Popen(
+    exporter = Server(
+        "exporter from the image's venv",
         [str(venv / "bin" / "sccm-package-exporter"), "--config.file", str(ROOT / "examples" / "demo.yaml"),
-         "--web.listen-address", f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+         "--web.listen-address", f"127.0.0.1:{port}"],
+        tmp_path / "exporter.log",
+        ready_url=f"http://127.0.0.1:{port}/-/healthy",
+    )
     try:
-        ExporterProcess.wait_until_healthy(f"http://127.0.0.1:{port}", process, timeout=30)
+        exporter.wait_ready(30)
         assert 'sccm_up{target="demo"}' in http_get(f"http://127.0.0.1:{port}/metrics").text
         python, *args = healthcheck_command()
         args = [a.replace("9864", str(port)) for a in args]
@@ -76,10 +79,8 @@ def test_the_images_install_steps_give_a_working_exporter_in_a_clean_venv(tmp_pa
         check = subprocess.run([str(venv / "bin" / "python"), *args], capture_output=True, timeout=30)
         assert check.returncode == 0, check.stderr
     finally:
-        process.terminate()
-        process.wait(15)
-        log.close()
-    assert process.returncode == 0
+        returncode = exporter.stop()
+    assert returncode == 0
 
 
 @pytest.mark.parametrize("ignored", [".git", ".venv", "tests"])
