@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Literal, TypeVar, get_args
 
-from exporter.yamlfile import YAMLFileError, load_yaml
+from exporter.yamlfile import YAMLFileError, load_yaml, read_text
 
 Scheme = Literal["https", "http"]
 Transport = Literal["ntlm", "kerberos", "credssp", "basic", "certificate"]
@@ -171,17 +171,11 @@ def parse_duration(text: str) -> float:
 
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate the configuration file; relative paths in it are taken from its folder."""
-    shown = os.fspath(path)
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        raise ConfigError([f"{shown}: cannot read the configuration file: {exc.strerror}"]) from None
-    try:
-        text = data.decode("utf-8-sig")  # -sig: a file saved by Windows Notepad starts with a BOM
-    except UnicodeDecodeError as exc:
-        raise ConfigError([f"{shown}: not UTF-8 text (byte {exc.start} cannot be decoded)"]) from None
-    base_dir = os.path.dirname(os.path.abspath(shown))
+        text = read_text(path, "configuration file")
+    except YAMLFileError as exc:
+        raise ConfigError([str(exc)]) from None
+    base_dir = os.path.dirname(os.path.abspath(path))
     return parse_config(text, base_dir=base_dir, environ=os.environ)
 
 

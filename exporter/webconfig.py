@@ -44,7 +44,7 @@ from typing import Any, Final, Literal, get_args
 
 import bcrypt
 
-from exporter.yamlfile import YAMLFileError, load_yaml
+from exporter.yamlfile import YAMLFileError, load_yaml, read_text
 
 ClientAuthType = Literal[
     "NoClientCert", "RequestClientCert", "RequireAnyClientCert", "VerifyClientCertIfGiven", "RequireAndVerifyClientCert"
@@ -311,17 +311,11 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     """Read and validate the web configuration file; relative file names are taken from its folder."""
-    shown = os.fspath(path)
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        raise WebConfigError([f"{shown}: cannot read the web configuration file: {exc.strerror}"]) from None
-    try:
-        text = data.decode("utf-8-sig")  # -sig: Windows Notepad starts a file with a BOM
-    except UnicodeDecodeError as exc:
-        raise WebConfigError([f"{shown}: not UTF-8 text (byte {exc.start} cannot be decoded)"]) from None
-    return parse_web_config(text, os.path.dirname(os.path.abspath(shown)))
+        text = read_text(path, "web configuration file")
+    except YAMLFileError as exc:
+        raise WebConfigError([str(exc)]) from None
+    return parse_web_config(text, os.path.dirname(os.path.abspath(path)))
 
 
 def parse_web_config(text: str, base_dir: str | os.PathLike[str]) -> WebConfig:

@@ -7,6 +7,7 @@ message quotes a value that might be a password.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -15,6 +16,20 @@ import yaml
 
 class YAMLFileError(ValueError):
     """The text is not usable YAML; the message says where and why, without quoting values."""
+
+
+def read_text(path: str | os.PathLike[str], what: str) -> str:
+    """The text of the file `what` (e.g. "configuration file"); YAMLFileError naming it otherwise."""
+    shown = os.fspath(path)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise YAMLFileError(f"{shown}: cannot read the {what}: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8-sig")  # -sig: a file saved by Windows Notepad starts with a BOM
+    except UnicodeDecodeError as exc:
+        raise YAMLFileError(f"{shown}: not UTF-8 text (byte {exc.start} cannot be decoded)") from None
 
 
 class _DuplicateKeyError(yaml.constructor.ConstructorError):
