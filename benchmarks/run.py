@@ -172,7 +172,7 @@ def target_config(port: int, per_row: str, parallel: int) -> Any:
 def exporter_role(port: str, per_row: str, polls: str, latency: str) -> None:
     """The exporter: timed polls, then /metrics for the parent's scrapes, then pages read from memory."""
     from exporter import wsman
-    from exporter.collector import PackageStatusAggregate
+    from exporter.collectors.package_status import PackageStatusAggregate
     from exporter.config import Config
     from exporter.pagerows import PageReader
     from exporter.server import serve

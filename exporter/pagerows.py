@@ -30,7 +30,7 @@ from operator import itemgetter
 
 from exporter import wsman
 from exporter.errors import PollError
-from exporter.rows import PackageStatusRow, RowError, make_row, parse_datetime, utc_midnight
+from exporter.rows import PackageStatusRow, RowError, item_text, make_row, parse_datetime, utc_midnight
 
 PACKAGE_STATUS = "SMS_PackageStatus"
 
@@ -75,23 +75,16 @@ def item_row(item: wsman.Item, site: str, number: int) -> PackageStatusRow:
     """The row of one instance as `wsman.parse_items` gives it; `site` stands in for a missing SiteCode."""
     try:
         return make_row(
-            site=_text(item, "SiteCode") or site,
-            package_id=_text(item, "PackageID"),
-            pkg_server=_text(item, "PkgServer"),
-            type_=_text(item, "Type"),
-            status=_text(item, "Status"),
-            personality=_text(item, "Personality"),
-            update_time=_text(item, "UpdateTime"),
+            site=item_text(item, "SiteCode") or site,
+            package_id=item_text(item, "PackageID"),
+            pkg_server=item_text(item, "PkgServer"),
+            type_=item_text(item, "Type"),
+            status=item_text(item, "Status"),
+            personality=item_text(item, "Personality"),
+            update_time=item_text(item, "UpdateTime"),
         )
     except RowError as exc:
         raise PollError("parse", f"{PACKAGE_STATUS} row {number}: {exc}") from None
-
-
-def _text(item: wsman.Item, name: str) -> str | None:
-    value = item.get(name)
-    if isinstance(value, list):
-        raise RowError(f"{name} has {len(value)} values where one was expected")
-    return value
 
 
 class PageReader:

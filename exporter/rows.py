@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import sys
 from datetime import UTC, datetime, timedelta, timezone
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -100,6 +101,38 @@ def parse_personality(text: str | None) -> int:
     return _parse_enum("Personality", text, _PERSONALITY_BY_NAME)
 
 
+def item_text(item: Mapping[str, str | list[str | None] | None], name: str) -> str | None:
+    """One property of an instance as `wsman.parse_items` gives it: its text, or None when nil."""
+    value = item.get(name)
+    if isinstance(value, list):
+        raise RowError(f"{name} has {len(value)} values where one was expected")
+    return value
+
+
+def parse_int(field: str, text: str | None) -> int | None:
+    """A WMI integer property; None when nil or empty."""
+    if text is None or not text.strip():
+        return None
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise RowError(f"{field} is not a number: {text.strip()[:40]!r}") from None
+
+
+_TRUE = frozenset({"true", "1"})
+_FALSE = frozenset({"false", "0", ""})
+
+
+def parse_bool(field: str, text: str | None) -> bool:
+    """A WMI boolean (`true`/`false` over WS-Management, `True`/`False` in PowerShell exports); nil is false."""
+    cleaned = (text or "").strip().lower()
+    if cleaned in _TRUE:
+        return True
+    if cleaned in _FALSE:
+        return False
+    raise RowError(f"{field} is not a boolean: {cleaned[:40]!r}")
+
+
 # --- NAL paths -------------------------------------------------------------------------------
 
 _NAL_DISPLAY = re.compile(r'Display=\\\\([^\\"\]]+)')
@@ -143,7 +176,7 @@ def _seconds(moment: datetime, fraction: str | None) -> float:
     return whole + (int(fraction) / 10 ** len(fraction) if fraction else 0.0)
 
 
-def parse_datetime(text: str | None) -> float | None:
+def parse_datetime(text: str | None, field: str = "UpdateTime") -> float | None:
     """Unix seconds UTC from any form a WMI datetime takes; None for nil or empty.
 
     Forms: xs:dateTime as WS-Management sends it (`2013-04-15T16:28:43.488171Z`, 0 to 9 fraction
@@ -181,8 +214,8 @@ def parse_datetime(text: str | None) -> float | None:
         if match:
             return int(match.group(1)) / 1000.0
     except (ValueError, OverflowError) as exc:
-        raise RowError(f"UpdateTime is not a valid date: {value[:40]!r} ({exc})") from None
-    raise RowError(f"UpdateTime is not a datetime this exporter knows: {value[:40]!r}")
+        raise RowError(f"{field} is not a valid date: {value[:40]!r} ({exc})") from None
+    raise RowError(f"{field} is not a datetime this exporter knows: {value[:40]!r}")
 
 
 @lru_cache(maxsize=4096)

@@ -18,7 +18,7 @@ from typing import Any
 import promql_parser
 import yaml
 
-from exporter.collector import DATA_FAMILIES
+from exporter.collectors import DATA_FAMILIES
 from exporter.exposition import BUILD_INFO, LAST_SUCCESS, POLL_DURATION, POLL_ERRORS, UP
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collector import escape_label_value, format_value, render_rows
+from exporter.collectors.package_status import render_rows
+from exporter.families import escape_label_value, format_value
 from exporter.exposition import render
 from exporter.poller import TargetStatus
 from exporter.rows import PackageStatusRow

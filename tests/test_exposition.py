@@ -21,7 +21,8 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import wsman
-from exporter.collector import DATA_FAMILIES, PackageStatusAggregate, render_rows
+from exporter.collectors.package_status import FAMILIES as DATA_FAMILIES
+from exporter.collectors.package_status import PackageStatusAggregate, render_rows
 from exporter.exposition import Body, BodyCache, build_body, render
 from exporter.pagerows import item_row
 from exporter.poller import TargetStatus

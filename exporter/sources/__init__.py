@@ -1,9 +1,11 @@
 """Where rows come from: WinRM (the real SMS Provider), a file exported on Windows, or a demo site.
 
-Every source answers one question, `rows(deadline)`: the rows of `SMS_PackageStatus` now, as an
-iterator, so that a large poll can be consumed page by page. A source raises `PollError` (with
-its reason) when it cannot answer; a partly consumed iterator that raises is a failed poll and
-none of its rows are used.
+Every source answers, per collector, one question: the rows of its class now, as an iterator, so
+that a large poll can be consumed page by page -- `rows(deadline)` for `SMS_PackageStatus`, and
+`package_info`, `dp_content_state`, `dp_info` for the optional collectors' classes. A source
+raises `PollError` (with its reason) when it cannot answer; a partly consumed iterator that raises
+is a failed read of that class and none of its rows are used. The collectors of one poll read
+concurrently, each from its own thread: a source keeps their connections apart.
 """
 
 from __future__ import annotations
@@ -11,13 +13,28 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
+from exporter.collectors.dp_content_state import DPContentRow
+from exporter.collectors.dp_info import DPInfoRow
+from exporter.collectors.package_info import PackageInfoRow
 from exporter.config import TargetConfig
 from exporter.rows import PackageStatusRow
 
 
 class Source(Protocol):
     def rows(self, deadline: float) -> Iterator[PackageStatusRow]:
-        """All rows of the class. `deadline` is a `time.monotonic()` value the poll must end by."""
+        """All rows of SMS_PackageStatus. `deadline` is a `time.monotonic()` value the poll must end by."""
+        ...
+
+    def package_info(self, deadline: float) -> Iterator[PackageInfoRow]:
+        """All rows of SMS_PackageBaseclass (collector package_info)."""
+        ...
+
+    def dp_content_state(self, deadline: float) -> Iterator[DPContentRow]:
+        """All rows of SMS_PackageStatusDistPointsSummarizer (collector dp_content_state)."""
+        ...
+
+    def dp_info(self, deadline: float) -> Iterator[DPInfoRow]:
+        """All rows of SMS_DistributionPointInfo (collector dp_info)."""
         ...
 
     def site_code(self) -> str | None:

@@ -26,6 +26,9 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
+from exporter.collectors.dp_content_state import DPContentRow
+from exporter.collectors.dp_info import DPInfoRow
+from exporter.collectors.package_info import PackageInfoRow
 from exporter.config import TargetConfig
 from exporter.errors import PollError
 from exporter.rows import PackageStatusRow, RowError, make_row
@@ -85,11 +88,25 @@ class FileSource:
         self._rows_site = sites.pop() if len(sites) == 1 else None
         yield from rows
 
+    def package_info(self, deadline: float) -> Iterator[PackageInfoRow]:
+        raise _only_package_status("package_info")
+
+    def dp_content_state(self, deadline: float) -> Iterator[DPContentRow]:
+        raise _only_package_status("dp_content_state")
+
+    def dp_info(self, deadline: float) -> Iterator[DPInfoRow]:
+        raise _only_package_status("dp_info")
+
     def site_code(self) -> str | None:
         return self._rows_site or self._configured_site
 
     def close(self) -> None:
         """Nothing to drop: the file is opened and closed within each poll."""
+
+
+def _only_package_status(collector: str) -> PollError:
+    # The configuration refuses these collectors on a file target; reaching here is a bug.
+    return PollError("other", f"the file source reads SMS_PackageStatus only, not the classes of {collector}")
 
 
 def read_rows(path: Path, deadline: float, *, default_site: str | None = None) -> list[PackageStatusRow]:

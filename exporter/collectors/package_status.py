@@ -1,4 +1,4 @@
-"""Rows -> the metric families of design.md, rendered once per poll.
+"""The `package_status` collector: `SMS_PackageStatus` rows -> the core families of design.md.
 
 A poll's rows stream in page by page (`PackageStatusAggregate.add`) and are de-duplicated and
 counted as they come, so that memory holds what the families need, not the rows: per group of
@@ -14,10 +14,19 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 
 from exporter.config import PerRow
 from exporter.errors import PollError
+from exporter.families import (
+    CHUNK_LINES,
+    Exposition,
+    Family,
+    cached,
+    complete,
+    escape_label_value,
+    format_value,
+    lines_piece,
+)
 from exporter.gzipsplice import Piece, piece
 from exporter.rows import (
     PERSONALITY_NAMES,
@@ -28,16 +37,6 @@ from exporter.rows import (
     PackageStatusRow,
     enum_label,
 )
-
-
-@dataclass(frozen=True)
-class Family:
-    name: str
-    type: str
-    help: str
-
-    def header(self) -> str:
-        return f"# HELP {self.name} {escape_help(self.help)}\n# TYPE {self.name} {self.type}\n"
 
 
 PACKAGE_STATUS = Family(
@@ -71,8 +70,8 @@ PACKAGE_SERVERS = Family(
     "SMS_PackageStatus); every known status is present per package.",
 )
 
-# The order in which data families appear in /metrics.
-DATA_FAMILIES: tuple[Family, ...] = (
+CLASS_NAME = "SMS_PackageStatus"
+FAMILIES: tuple[Family, ...] = (
     PACKAGE_STATUS,
     UPDATE_TIMESTAMP,
     STATUS_ROWS,
@@ -81,55 +80,6 @@ DATA_FAMILIES: tuple[Family, ...] = (
 )
 
 KNOWN_STATUSES: tuple[int, ...] = tuple(STATUS_NAMES)
-
-
-def escape_label_value(value: str) -> str:
-    """Escape a label value for the text exposition format (backslash, double quote, newline)."""
-    if "\\" in value or '"' in value or "\n" in value:
-        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return value
-
-
-def escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def format_value(value: float) -> str:
-    """A sample value as Prometheus writes it: integers without a fraction, floats round-trip exact."""
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
-
-
-@dataclass(frozen=True)
-class Exposition:
-    """The sample lines of one target's data families, keyed by family name.
-
-    Built once per poll by `PackageStatusAggregate.render`; HELP and TYPE lines are added when
-    targets are joined, so that several targets share one header per family.
-    """
-
-    families: Mapping[str, Piece]
-    rows: int  # distinct rows after de-duplication
-    series: int
-
-    @property
-    def samples(self) -> dict[str, str]:
-        """Each family's sample lines as text (for tests and `exposition.render`; scrapes send bytes)."""
-        return {name: family.text for name, family in self.families.items()}
-
-
-def _cached(fn: Callable[[str], str]) -> Callable[[str], str]:
-    """Memoise an escaping function over one render: a site repeats a few thousand strings."""
-    cache: dict[str, str] = {}
-
-    def lookup(value: str) -> str:
-        found = cache.get(value)
-        if found is None:
-            found = cache[value] = fn(value)
-        return found
-
-    return lookup
 
 
 def render_rows(
@@ -141,9 +91,6 @@ def render_rows(
     return aggregate.render(target, own_site)
 
 
-# Lines per encoded chunk: big enough to be cheap, small enough that a render of two million
-# lines never holds them all as separate strings.
-_CHUNK_LINES = 20_000
 # Ids of groups in the integer key of a kept row (package id << _GROUP_BITS | group id).
 _GROUP_BITS = 24
 
@@ -214,18 +161,17 @@ class PackageStatusAggregate:
         `own_site` is the target's site code: its status counts are present (all zero) even when
         the site has no rows, so that a dashboard shows 0, not "no data".
         """
-        esc = _cached(escape_label_value)
+        esc = cached(escape_label_value)
         t = esc(target)
         per_row, timestamps = self._render_per_row(t, esc)
         families = {
             PACKAGE_STATUS.name: per_row,
             UPDATE_TIMESTAMP.name: timestamps,
-            STATUS_ROWS.name: _lines_piece(self._status_rows(t, esc, own_site)),
-            SERVER_STATUS_ROWS.name: _lines_piece(self._server_rows(t, esc)),
-            PACKAGE_SERVERS.name: _lines_piece(self._package_servers(t, esc)),
+            STATUS_ROWS.name: lines_piece(self._status_rows(t, esc, own_site)),
+            SERVER_STATUS_ROWS.name: lines_piece(self._server_rows(t, esc)),
+            PACKAGE_SERVERS.name: lines_piece(self._package_servers(t, esc)),
         }
-        series = sum(_count_lines(family) for family in families.values())
-        return Exposition(families=families, rows=self.rows, series=series)
+        return Exposition.of(families, self.rows)
 
     def _render_per_row(self, t: str, esc: Callable[[str], str]) -> tuple[Piece, Piece]:
         status_name, timestamp_name = PACKAGE_STATUS.name, UPDATE_TIMESTAMP.name
@@ -256,7 +202,7 @@ class PackageStatusAggregate:
                 if value.endswith(".0"):  # a whole second: written as Prometheus writes integers
                     value = format_value(update_time)
                 add_timestamp(f"{timestamp_heads[group]}{package}{tail} {value}\n")
-            if len(status_lines) >= _CHUNK_LINES:
+            if len(status_lines) >= CHUNK_LINES:
                 status_chunks.append("".join(status_lines).encode())
                 status_lines.clear()
                 timestamp_chunks.append("".join(timestamp_lines).encode())
@@ -276,7 +222,7 @@ class PackageStatusAggregate:
             by_type = counts.get(site, {})
             for type_ in dict.fromkeys([*TYPE_NAMES, *by_type]):
                 type_label = esc(enum_label(type_, TYPE_NAMES))
-                for status, rows in _complete(by_type.get(type_, {})):
+                for status, rows in _complete_statuses(by_type.get(type_, {})):
                     yield (
                         f'{STATUS_ROWS.name}{{target="{t}",site="{esc(site)}",type="{type_label}",'
                         f'status="{esc(enum_label(status, STATUS_NAMES))}"}} {rows}\n'
@@ -290,7 +236,7 @@ class PackageStatusAggregate:
                 by_status[status] = by_status.get(status, 0) + len(members)
         for (site, server), by_status in counts.items():
             prefix = f'{SERVER_STATUS_ROWS.name}{{target="{t}",site="{esc(site)}",server="{esc(server)}"'
-            for status, rows in _complete(by_status):
+            for status, rows in _complete_statuses(by_status):
                 yield f'{prefix},status="{esc(enum_label(status, STATUS_NAMES))}"}} {rows}\n'
 
     def _package_servers(self, t: str, esc: Callable[[str], str]) -> Iterator[str]:
@@ -318,30 +264,9 @@ class PackageStatusAggregate:
             for package in sorted(packages):
                 found = {status: counted[package] for status, counted in by_status if package in counted}
                 prefix = f"{head}{esc(names[package])}"
-                for status, servers in _complete(found):
+                for status, servers in _complete_statuses(found):
                     yield f'{prefix}",status="{esc(enum_label(status, STATUS_NAMES))}"}} {servers}\n'
 
 
-def _complete(by_status: Mapping[int, int]) -> Iterator[tuple[int, int]]:
-    """(status, count) for every known status (0 where none), then the unknown ones that occur."""
-    for status in KNOWN_STATUSES:
-        yield status, by_status.get(status, 0)
-    for status, count in by_status.items():
-        if status not in STATUS_NAMES:
-            yield status, count
-
-
-def _lines_piece(lines: Iterable[str]) -> Piece:
-    chunks: list[bytes] = []
-    batch: list[str] = []
-    for line in lines:
-        batch.append(line)
-        if len(batch) >= _CHUNK_LINES:
-            chunks.append("".join(batch).encode())
-            batch.clear()
-    chunks.append("".join(batch).encode())
-    return piece(chunks)
-
-
-def _count_lines(family: Piece) -> int:
-    return sum(chunk.count(b"\n") for chunk in family.chunks)
+def _complete_statuses(by_status: Mapping[int, int]) -> Iterator[tuple[int, int]]:
+    return complete(by_status, KNOWN_STATUSES)

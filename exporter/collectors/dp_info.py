@@ -1,0 +1,105 @@
+"""The `dp_info` collector: what each distribution point is, from `SMS_DistributionPointInfo`.
+
+One instance per distribution point of the hierarchy the provider sees (tens to a few thousand):
+whether it is a pull DP, answers PXE, does multicast or faces the internet, and in how many
+distribution point groups it is. `server` is the host of `NALPath`, read as `PkgServer` is read
+for `sccm_package_status`, so that the two join on it; `ServerName` stands in when the path holds
+no host.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from exporter.families import Exposition, Family, cached, escape_label_value, format_value, lines_piece
+from exporter.rows import RowError, host_from_nal, item_text, parse_bool, parse_int
+from exporter.wsman import Item
+
+CLASS_NAME = "SMS_DistributionPointInfo"
+PROPERTIES = (
+    "NALPath", "ServerName", "SiteCode", "IsPullDP", "IsPXE", "IsMulticast", "IsPeerDP", "InternetFacing", "GroupCount"
+)
+
+DP_INFO = Family(
+    "sccm_distribution_point_info",
+    "gauge",
+    "One series per distribution point of SMS_DistributionPointInfo, value 1: whether it is a pull DP "
+    "(IsPullDP), answers PXE (IsPXE), does multicast (IsMulticast) and faces the internet (InternetFacing).",
+)
+DP_GROUPS = Family(
+    "sccm_distribution_point_groups",
+    "gauge",
+    "SMS_DistributionPointInfo.GroupCount: the distribution point groups the distribution point is in.",
+)
+FAMILIES: tuple[Family, ...] = (DP_INFO, DP_GROUPS)
+
+
+class DPInfoRow(NamedTuple):
+    """One `SMS_DistributionPointInfo` instance, typed."""
+
+    site: str
+    server: str
+    pull: bool = False
+    pxe: bool = False
+    multicast: bool = False
+    peer: bool = False
+    internet_facing: bool = False
+    groups: int | None = None
+
+
+def parse_item(item: Item, site: str) -> DPInfoRow:
+    """The row of one instance; `site` stands in for a missing SiteCode."""
+    nal = item_text(item, "NALPath") or ""
+    server = host_from_nal(nal) if nal.strip() else ""
+    if not server:
+        server = (item_text(item, "ServerName") or "").strip()
+    if not server:
+        raise RowError("NALPath and ServerName are both missing")
+    return DPInfoRow(
+        site=sys.intern((item_text(item, "SiteCode") or "").strip() or site),
+        server=sys.intern(server),
+        pull=parse_bool("IsPullDP", item_text(item, "IsPullDP")),
+        pxe=parse_bool("IsPXE", item_text(item, "IsPXE")),
+        multicast=parse_bool("IsMulticast", item_text(item, "IsMulticast")),
+        peer=parse_bool("IsPeerDP", item_text(item, "IsPeerDP")),
+        internet_facing=parse_bool("InternetFacing", item_text(item, "InternetFacing")),
+        groups=parse_int("GroupCount", item_text(item, "GroupCount")),
+    )
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+class DPInfoAggregate:
+    """The distribution points of one poll by (site, server); a repeated one keeps its last row."""
+
+    def __init__(self) -> None:
+        self._servers: dict[tuple[str, str], DPInfoRow] = {}
+
+    @property
+    def rows(self) -> int:
+        return len(self._servers)
+
+    def add(self, rows: Iterable[DPInfoRow]) -> None:
+        servers = self._servers
+        for row in rows:
+            servers[(row.site, row.server)] = row
+
+    def render(self, target: str, own_site: str | None) -> Exposition:
+        esc = cached(escape_label_value)
+        t = esc(target)
+        info: list[str] = []
+        groups: list[str] = []
+        for row in self._servers.values():
+            ids = f'{{target="{t}",site="{esc(row.site)}",server="{esc(row.server)}"'
+            info.append(
+                f'{DP_INFO.name}{ids},pull="{_flag(row.pull)}",pxe="{_flag(row.pxe)}",'
+                f'multicast="{_flag(row.multicast)}",internet_facing="{_flag(row.internet_facing)}"}} 1\n'
+            )
+            if row.groups is not None:
+                groups.append(f"{DP_GROUPS.name}{ids}}} {format_value(row.groups)}\n")
+        families = {DP_INFO.name: lines_piece(info), DP_GROUPS.name: lines_piece(groups)}
+        return Exposition.of(families, self.rows)
