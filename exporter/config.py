@@ -411,7 +411,8 @@ class _Defaults:
     per_row: PerRow = "all"
     stale_after: _Duration = _Duration(900.0, "15m", "the default")
     parallel_enumerations: int = DEFAULT_PARALLEL_ENUMERATIONS
-    collectors: Mapping[Collector, bool] = field(default_factory=dict)
+    collectors: frozenset[Collector] = DEFAULT_COLLECTORS
+    collectors_origin: str = "the default"  # the key path the list was set at
     max_rows: int = 0  # 0: not set, DEFAULT_MAX_ROWS
     max_response_bytes: int = 0  # 0: not set, DEFAULT_MAX_RESPONSE_BYTES
 
@@ -456,26 +457,32 @@ def _inherit(ctx: _Context, section: dict[Any, Any], prefix: str, parent: _Defau
         max_rows=_integer(ctx, section, "max_rows", prefix, 1, MAX_MAX_ROWS) or parent.max_rows,
         max_response_bytes=_integer(ctx, section, "max_response_bytes", prefix, MIN_RESPONSE_BYTES,
                                     MAX_RESPONSE_BYTES) or parent.max_response_bytes,
-        collectors={**parent.collectors, **collectors},  # per collector: a target changes one
+        collectors=parent.collectors if collectors is None else collectors,
+        collectors_origin=parent.collectors_origin if collectors is None else _join(prefix, "collectors"),
     )
 
 
-def _collectors(ctx: _Context, value: Any, path: str) -> dict[Collector, bool]:
-    section = _section(ctx, value, path, "collector names to true or false")
-    if section is None:
-        return {}
-    _check_keys(ctx, section, path, COLLECTORS)
-    chosen: dict[Collector, bool] = {}
-    for name in COLLECTORS:
-        enabled = _boolean(ctx, section, name, path)
-        if name == "package_status" and enabled is False:
-            ctx.error(
-                _join(path, name),
-                "cannot be turned off: sccm_up and the count families come from it (allowed: true)",
-            )
-        elif enabled is not None:
-            chosen[name] = enabled
-    return chosen
+def _collectors(ctx: _Context, value: Any, path: str) -> frozenset[Collector] | None:
+    """A `collectors:` list: the collectors to run (package_status always runs); None when not set.
+
+    A list, as windows_exporter's `collectors.enabled`: a target's list replaces the inherited
+    one, so that what a target runs can be read in one place.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        ctx.error(path, f"must be a list of collector names such as [package_info, dp_info] (got {_kind(value)}); "
+                        f"allowed: {', '.join(COLLECTORS)}")
+        return None
+    chosen: set[Collector] = {"package_status"}
+    for index, name in enumerate(value):
+        found = next((collector for collector in COLLECTORS if collector == name), None)
+        if found is None:
+            ctx.error(f"{path}[{index}]", f"unknown collector {_show(name)}; allowed: {', '.join(COLLECTORS)}"
+                                          f"{_suggest(name, COLLECTORS)}")
+        else:
+            chosen.add(found)
+    return frozenset(chosen)
 
 
 def _check_timing(ctx: _Context, settings: _Defaults, prefix: str) -> None:
@@ -565,7 +572,7 @@ def _target(ctx: _Context, value: Any, prefix: str, defaults: _Defaults | None) 
         per_row=settings.per_row,
         stale_after=settings.stale_after.seconds,
         parallel_enumerations=settings.parallel_enumerations,
-        collectors=_enabled(settings.collectors),
+        collectors=_source_collectors(ctx, source, settings, prefix),
         max_rows=settings.max_rows or DEFAULT_MAX_ROWS,
         max_response_bytes=settings.max_response_bytes or DEFAULT_MAX_RESPONSE_BYTES,
     )
@@ -574,8 +581,19 @@ def _target(ctx: _Context, value: Any, prefix: str, defaults: _Defaults | None) 
     return target if len(ctx.errors) == before else None
 
 
-def _enabled(chosen: Mapping[Collector, bool]) -> frozenset[Collector]:
-    return frozenset(name for name in COLLECTORS if chosen.get(name, name in DEFAULT_COLLECTORS))
+def _source_collectors(ctx: _Context, source: SourceKind, settings: _Defaults, prefix: str) -> frozenset[Collector]:
+    """The collectors a target runs: a file holds SMS_PackageStatus rows only.
+
+    A file target inheriting the optional collectors from defaults: runs package_status alone;
+    one that asks for them itself is told why not.
+    """
+    if source != "file":
+        return settings.collectors
+    others = sorted(settings.collectors - {"package_status"})
+    if others and settings.collectors_origin.startswith(prefix + "."):
+        ctx.error(settings.collectors_origin, f"the file source reads SMS_PackageStatus only: remove "
+                                              f"{', '.join(others)} (only winrm and demo targets run them)")
+    return frozenset({"package_status"})
 
 
 def _target_keys(ctx: _Context, value: dict[Any, Any], prefix: str) -> SourceKind | None:

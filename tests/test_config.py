@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.config import (
+    COLLECTORS,
     DEFAULT_COLLECTORS,
     AuthConfig,
     ConfigError,
@@ -24,10 +25,9 @@ REPO = Path(__file__).resolve().parent.parent
 SECRET = "S3cr3t-Pa55w0rd!"  # must never show up in an error message or a repr
 ENV = {"CM_PASSWORD": SECRET}
 DROP = object()  # as a change: remove the key
-# Every key of design.md's configuration, plus the collectors of its collectors: table.
+# Every key of design.md's configuration.
 DESIGN_KEYS = [
-    "defaults", "interval", "timeout", "per_row", "stale_after", "collectors", "package_status",
-    "package_info", "dp_content_state", "dp_info", "targets", "name", "source", "host", "port", "scheme",
+    "defaults", "interval", "timeout", "per_row", "stale_after", "collectors", "targets", "name", "source", "host", "port", "scheme",
     "site_code", "auth", "transport", "username", "password_file", "password_env", "password",
     "message_encryption", "allow_unencrypted", "tls", "verify", "ca_file", "cert_file", "key_file", "path",
     "packages", "servers", "seed",
@@ -179,13 +179,34 @@ def test_a_target_overrides_each_default() -> None:
     assert (inherited.interval, inherited.per_row) == (60, "not_installed")
 
 
-def test_a_target_changes_only_the_collectors_it_names() -> None:
+def test_a_target_list_of_collectors_replaces_the_inherited_one() -> None:
     text = document(
-        winrm(collectors={"dp_info": False}),
-        defaults={"collectors": {"dp_content_state": True}},
+        winrm(collectors=["package_info"]),
+        {"name": "d", "source": "demo"},
+        defaults={"collectors": ["package_status", "dp_content_state", "dp_info"]},
     )
-    (target,) = parse_config(text, environ=ENV).targets
-    assert target.collectors == {"package_status", "package_info", "dp_content_state"}
+    own, inherited = parse_config(text, environ=ENV).targets
+    assert own.collectors == {"package_status", "package_info"}  # package_status runs, listed or not
+    assert inherited.collectors == {"package_status", "dp_content_state", "dp_info"}
+
+
+def test_an_empty_list_runs_package_status_alone() -> None:
+    (target,) = parse_config(document(winrm(collectors=[])), environ=ENV).targets
+    assert target.collectors == {"package_status"}
+
+
+def test_a_file_target_runs_package_status_alone_when_the_defaults_ask_for_more() -> None:
+    text = document({"name": "f", "source": "file", "path": "rows.csv"}, defaults={"collectors": COLLECTORS})
+    (target,) = parse_config(text).targets
+    assert target.collectors == {"package_status"}
+
+
+def test_a_file_target_asking_for_other_classes_is_told_why_not() -> None:
+    text = document({"name": "f", "source": "file", "path": "rows.csv", "collectors": ["package_info", "dp_info"]})
+    assert the_error(text) == (
+        "targets[0].collectors: the file source reads SMS_PackageStatus only: remove dp_info, package_info "
+        "(only winrm and demo targets run them)"
+    )
 
 
 @pytest.mark.parametrize(("scheme", "port"), [("https", 5986), ("http", 5985)])
@@ -324,6 +345,7 @@ def test_the_example_documents_every_key_of_the_design() -> None:
     keys = [*DESIGN_KEYS, "parallel_enumerations", "max_rows", "max_response_bytes"]
     missing = [key for key in keys if f"{key}:" not in text]
     assert missing == []
+    assert [name for name in COLLECTORS if f"- {name} " not in text] == []
 
 
 # --- mistakes in the file itself ----------------------------------------------------------------
@@ -858,22 +880,16 @@ def test_parallel_enumerations_belongs_to_winrm_targets_only() -> None:
 
 
 def test_unknown_collector() -> None:
-    assert the_error(document(winrm(collectors={"dp_infos": True}))) == (
-        "targets[0].collectors.dp_infos: unknown key; allowed: package_status, package_info, "
+    assert the_error(document(winrm(collectors=["package_info", "dp_infos"]))) == (
+        "targets[0].collectors[1]: unknown collector 'dp_infos'; allowed: package_status, package_info, "
         "dp_content_state, dp_info; did you mean 'dp_info'?"
     )
 
 
-def test_package_status_cannot_be_turned_off() -> None:
-    assert the_error(document(winrm(collectors={"package_status": False}))) == (
-        "targets[0].collectors.package_status: cannot be turned off: sccm_up and the count families come "
-        "from it (allowed: true)"
-    )
-
-
-def test_a_collector_is_true_or_false() -> None:
-    assert the_error(document(winrm(), defaults={"collectors": {"dp_info": "off"}})) == (
-        "defaults.collectors.dp_info: must be true or false (got 'off')"
+def test_collectors_are_a_list_not_a_mapping() -> None:
+    assert the_error(document(winrm(), defaults={"collectors": {"dp_info": True}})) == (
+        "defaults.collectors: must be a list of collector names such as [package_info, dp_info] (got a mapping); "
+        "allowed: package_status, package_info, dp_content_state, dp_info"
     )
 
 
@@ -900,7 +916,7 @@ def test_every_problem_is_reported_at_once() -> None:
 
 # --- properties ---------------------------------------------------------------------------------
 
-KNOWN_KEYS = [*DESIGN_KEYS, "winrm", "file", "demo", "ntlm", "basic", "certificate", "http", "https"]
+KNOWN_KEYS = [*DESIGN_KEYS, *COLLECTORS, "winrm", "file", "demo", "ntlm", "basic", "certificate", "http", "https"]
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),
     st.sampled_from([*KNOWN_KEYS, "5m", "2m", "0s", "1h30m", "CM_PASSWORD", "/dev/null", "."]),
