@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from exporter import __version__
-from exporter.collector import DATA_FAMILIES, Family, escape_label_value, format_value
+from exporter.collectors import DATA_FAMILIES
 from exporter.errors import REASONS
+from exporter.families import Family, escape_label_value, format_value
 from exporter.gzipsplice import GzipBuilder, Piece
 from exporter.poller import TargetStatus
 
@@ -34,6 +35,20 @@ POLL_ERRORS = Family(
     "sccm_poll_errors_total",
     "counter",
     "Failed polls of the target by reason (timeout, connection, auth, wmi_fault, parse, other).",
+)
+COLLECTOR_UP = Family(
+    "sccm_collector_up", "gauge",
+    "1 if the collector's class was read in the target's last poll, else 0; one per enabled collector "
+    "(package_status: SMS_PackageStatus, package_info: SMS_PackageBaseclass, dp_content_state: "
+    "SMS_PackageStatusDistPointsSummarizer, dp_info: SMS_DistributionPointInfo).",
+)
+COLLECTOR_DURATION = Family(
+    "sccm_collector_duration_seconds", "gauge",
+    "How long the collector's read of its class took in the target's last poll.",
+)
+COLLECTOR_ERRORS = Family(
+    "sccm_collector_errors_total", "counter",
+    "Failed reads of the collector's class by reason (timeout, connection, auth, wmi_fault, parse, other).",
 )
 BUILD_INFO = Family(
     "sccm_exporter_build_info", "gauge", "Version of sccm-package-exporter and of the Python running it; value 1."
@@ -66,11 +81,12 @@ def exporter_families(reload_successful: bool, reload_success_time: float) -> st
 def _pieces(statuses: Sequence[TargetStatus], extra: str = "") -> list[bytes | Piece]:
     """The body in order: small text as bytes, the targets' rendered families as pieces."""
     parts: list[bytes | Piece] = []
+    exposed = [data for s in statuses for data in s.exposed]
     for family in DATA_FAMILIES:
         chunks = [
-            s.data.families[family.name]
-            for s in statuses
-            if s.data and family.name in s.data.families and s.data.families[family.name].size
+            data.families[family.name]
+            for data in exposed
+            if family.name in data.families and data.families[family.name].size
         ]
         if chunks:
             parts.append(family.header().encode())
@@ -122,6 +138,29 @@ def _health(statuses: Sequence[TargetStatus]) -> list[str]:
     lines += [
         f'{POLL_ERRORS.name}{{{n},reason="{reason}"}} {s.errors.get(reason, 0)}\n'
         for n, s in zip(names, statuses, strict=True)
+        for reason in REASONS
+    ]
+    return lines + _collector_health(statuses, names)
+
+
+def _collector_health(statuses: Sequence[TargetStatus], names: Sequence[str]) -> list[str]:
+    """sccm_collector_* for every enabled collector of every target."""
+    each = [(n, c) for n, s in zip(names, statuses, strict=True) for c in s.collectors]
+    if not each:
+        return []
+    lines = [COLLECTOR_UP.header()]
+    lines += [f'{COLLECTOR_UP.name}{{{n},collector="{c.name}"}} {int(c.up)}\n' for n, c in each]
+    timed = [(n, c) for n, c in each if c.last_duration is not None]
+    if timed:
+        lines.append(COLLECTOR_DURATION.header())
+        lines += [
+            f'{COLLECTOR_DURATION.name}{{{n},collector="{c.name}"}} {format_value(c.last_duration or 0.0)}\n'
+            for n, c in timed
+        ]
+    lines.append(COLLECTOR_ERRORS.header())
+    lines += [
+        f'{COLLECTOR_ERRORS.name}{{{n},collector="{c.name}",reason="{reason}"}} {c.errors.get(reason, 0)}\n'
+        for n, c in each
         for reason in REASONS
     ]
     return lines

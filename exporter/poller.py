@@ -1,8 +1,11 @@
 """Background polling of one target: every `interval`, one poll in flight, a deadline of `timeout`.
 
-A scrape never waits on a poll: it reads `TargetPoller.status()`, the result of the last finished
-poll. A failed poll keeps the last good exposition until `stale_after` has passed since the last
-success; the health values (`sccm_up`, errors by reason) always reflect the latest poll.
+A poll runs the target's collectors (exporter.collectors) at once, each reading its class in a
+thread of its own against the same deadline, each on its own failure path: one class failing,
+hanging or refusing access never hides the others. A scrape never waits on a poll: it reads
+`TargetPoller.status()`, the result of the last finished poll. A collector that failed keeps its
+last good exposition until `stale_after` has passed since its last success; the health values
+(`sccm_up`, `sccm_collector_up`, errors by reason) always reflect the latest poll.
 """
 
 from __future__ import annotations
@@ -11,14 +14,15 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
-from exporter.collector import Exposition, PackageStatusAggregate
-from exporter.config import TargetConfig
+from exporter.collectors import SPECS, CollectorSpec
+from exporter.config import COLLECTORS, Collector, TargetConfig
 from exporter.errors import REASONS, PollError, Reason
-from exporter.rows import PackageStatusRow
+from exporter.families import Exposition
 from exporter.sources import Source
 
 log = logging.getLogger("exporter.poller")
@@ -28,11 +32,32 @@ log = logging.getLogger("exporter.poller")
 JITTER = 0.05
 # How often (in rows) a long poll looks at its deadline while it consumes rows.
 DEADLINE_CHECK_ROWS = 4096
+# How long past the deadline a poll waits for a collector's thread to give up by itself.
+GRACE = 0.5
+
+
+@dataclass(frozen=True)
+class CollectorStatus:
+    """One collector of a target, as of the target's last finished poll."""
+
+    name: Collector
+    up: bool
+    last_duration: float | None
+    last_reason: Reason | None
+    last_error: str | None
+    errors: Mapping[Reason, int]
+    data: Exposition | None  # None before its first success and once stale
+    stale: bool
 
 
 @dataclass(frozen=True)
 class TargetStatus:
-    """What a scrape needs to know about a target, as of its last finished poll."""
+    """What a scrape needs to know about a target, as of its last finished poll.
+
+    `up`, `last_success`, `last_reason`, `last_error`, `errors`, `data` and `stale` are those of
+    package_status (`sccm_up` follows it); `last_duration` is the whole poll's; `collectors` holds
+    every enabled collector, package_status first.
+    """
 
     name: str
     polls: int  # finished polls, successful or not
@@ -44,28 +69,52 @@ class TargetStatus:
     errors: Mapping[Reason, int]
     data: Exposition | None  # None before the first success and once stale
     stale: bool
+    collectors: tuple[CollectorStatus, ...] = ()
 
     @property
-    def generation(self) -> tuple[str, int, bool]:
+    def generation(self) -> tuple[Any, ...]:
         """Changes whenever anything a scrape would render for this target changes."""
-        return (self.name, self.polls, self.stale)
+        return (self.name, self.polls, self.stale, tuple(c.stale for c in self.collectors))
+
+    @property
+    def exposed(self) -> list[Exposition]:
+        """The data to serve: every collector's, or package_status' alone when no collector is listed."""
+        if not self.collectors:
+            return [self.data] if self.data is not None else []
+        return [c.data for c in self.collectors if c.data is not None]
 
 
 @dataclass
-class _State:
-    polls: int = 0
+class _CollectorState:
     up: bool = False
     last_duration: float | None = None
-    last_success: float | None = None
     last_success_mono: float | None = None
     last_reason: Reason | None = None
     last_error: str | None = None
     errors: dict[Reason, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
     data: Exposition | None = None
+    thread: threading.Thread | None = None  # the last read, which may outlive its poll
+
+
+@dataclass
+class _State:
+    polls: int = 0
+    last_duration: float | None = None
+    last_success: float | None = None
+    collectors: dict[Collector, _CollectorState] = field(default_factory=dict)
+
+
+@dataclass
+class _Run:
+    """One collector's read within a poll: its thread, and what it left when it ended."""
+
+    spec: CollectorSpec
+    thread: threading.Thread
+    outcome: list[tuple[Exposition | BaseException, float]]
 
 
 class TargetPoller:
-    """Polls one target's source in the background and keeps the last result."""
+    """Polls one target's source in the background and keeps the last result of each collector."""
 
     def __init__(
         self,
@@ -82,10 +131,12 @@ class TargetPoller:
         self._monotonic = monotonic
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
-        self._state = _State()
+        # package_status first: it is the one sccm_up follows, and the first the log names.
+        self._collectors: tuple[Collector, ...] = tuple(c for c in COLLECTORS if c in target.collectors) or (
+            "package_status",)
+        self._state = _State(collectors={name: _CollectorState() for name in self._collectors})
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._worker: threading.Thread | None = None
         self._finished = threading.Event()  # set after every finished poll, for tests and readiness
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -121,108 +172,145 @@ class TargetPoller:
     # --- one poll -------------------------------------------------------------------------------
 
     def poll_once(self) -> None:
-        """Run one poll to its end or its deadline and record the outcome."""
-        if self._worker is not None and self._worker.is_alive():
-            # The previous poll outlived its deadline and is still winding down: never start a
-            # second one against the same provider; count this round as another timeout.
-            self._record_failure(PollError("timeout", "previous poll still running past its deadline"), 0.0)
-            return
+        """Run every collector to its end or the deadline, then record all outcomes at once."""
         started = self._monotonic()
         deadline = started + self.target.timeout
-        outcome: list[Exposition | BaseException] = []
-        worker = threading.Thread(
-            target=self._collect_into, args=(deadline, outcome), name=f"collect-{self.target.name}", daemon=True
-        )
-        self._worker = worker
-        worker.start()
-        worker.join(max(0.0, deadline - self._monotonic()) + 0.5)
-        duration = self._monotonic() - started
-        if worker.is_alive():
-            self._record_failure(
-                PollError("timeout", f"poll did not finish within timeout {self.target.timeout:g}s"), duration
-            )
-            return
-        result = outcome[0]
-        if isinstance(result, Exposition):
-            self._record_success(result, duration)
-        else:
-            self._record_failure(_as_poll_error(result), duration)
+        results: dict[Collector, tuple[Exposition | PollError, float]] = {}
+        runs: dict[Collector, _Run] = {}
+        for name in self._collectors:
+            previous = self._state.collectors[name].thread
+            if previous is not None and previous.is_alive():
+                # Its last read outlived its deadline and is still winding down: never start a
+                # second one against the same provider; count this round as another timeout.
+                what = "poll" if name == "package_status" else f"read of {SPECS[name].class_name}"
+                results[name] = (PollError("timeout", f"previous {what} still running past its deadline"), 0.0)
+                continue
+            runs[name] = self._start(SPECS[name], deadline)
+        for name, run in runs.items():
+            run.thread.join(max(0.0, deadline - self._monotonic()) + GRACE)
+            if run.outcome:
+                result, ended = run.outcome[0]
+                results[name] = (result if isinstance(result, Exposition) else _as_poll_error(result), ended - started)
+            else:
+                late = f"within timeout {self.target.timeout:g}s"
+                what = "poll did not finish" if name == "package_status" else f"{run.spec.class_name} not read"
+                results[name] = (PollError("timeout", f"{what} {late}"), self._monotonic() - started)
+        self._record(results, self._monotonic() - started, runs)
 
-    def _collect_into(self, deadline: float, outcome: list[Exposition | BaseException]) -> None:
+    def _start(self, spec: CollectorSpec, deadline: float) -> _Run:
+        outcome: list[tuple[Exposition | BaseException, float]] = []
+        thread = threading.Thread(
+            target=self._collect_into, args=(spec, deadline, outcome), daemon=True,
+            name=f"collect-{self.target.name}-{spec.name}",
+        )
+        thread.start()
+        return _Run(spec, thread, outcome)
+
+    def _collect_into(
+        self, spec: CollectorSpec, deadline: float, outcome: list[tuple[Exposition | BaseException, float]]
+    ) -> None:
         try:
             # Rows are counted in as the source yields them, page by page: a poll never holds
-            # the whole table, only what its families need (see PackageStatusAggregate).
-            aggregate = PackageStatusAggregate(self.target.per_row)
-            aggregate.add(self._within(self.source.rows(deadline), deadline))
-            outcome.append(aggregate.render(self.target.name, self.source.site_code()))
-        except BaseException as exc:  # every failure of a poll is recorded, none kills the thread
-            outcome.append(exc)
+            # the whole table, only what its families need (see the collectors' aggregates).
+            aggregate = spec.aggregate(self.target.per_row)
+            aggregate.add(self._within(spec.read(self.source, deadline), deadline, spec))
+            outcome.append((aggregate.render(self.target.name, self.source.site_code()), self._monotonic()))
+        except BaseException as exc:  # every failure of a read is recorded, none kills the thread
+            outcome.append((exc, self._monotonic()))
 
-    def _within(self, rows: Iterator[PackageStatusRow], deadline: float) -> Iterator[PackageStatusRow]:
+    def _within(self, rows: Iterable[Any], deadline: float, spec: CollectorSpec) -> Iterator[Any]:
         limit = self.target.max_rows
         for count, row in enumerate(rows, 1):
             if count % DEADLINE_CHECK_ROWS == 0 and self._monotonic() > deadline:
                 raise PollError("timeout", f"poll did not finish within timeout {self.target.timeout:g}s")
             if count > limit:
-                raise PollError("other", f"the source gave more than max_rows {limit} rows; poll abandoned")
+                raise PollError(
+                    "other", f"{spec.class_name} gave more than max_rows {limit} rows; poll abandoned")
             yield row
 
-    def _record_success(self, data: Exposition, duration: float) -> None:
+    def _record(
+        self, results: Mapping[Collector, tuple[Exposition | PollError, float]], duration: float,
+        runs: Mapping[Collector, _Run],
+    ) -> None:
+        """Every collector's outcome in one step, so that a scrape sees one poll or the other."""
         with self._lock:
             state = self._state
             state.polls += 1
-            state.up = True
             state.last_duration = duration
-            state.last_success = self._clock()
-            state.last_success_mono = self._monotonic()
-            state.last_reason = None
-            state.last_error = None
-            state.data = data
-        log.info(
-            "poll finished",
-            extra={"target": self.target.name, "rows": data.rows, "series": data.series,
-                   "duration_seconds": round(duration, 3)},
-        )
+            for name, (result, took) in results.items():
+                collector = state.collectors[name]
+                if name in runs:
+                    collector.thread = runs[name].thread
+                collector.last_duration = took
+                if isinstance(result, Exposition):
+                    collector.up = True
+                    collector.last_success_mono = self._monotonic()
+                    collector.last_reason = collector.last_error = None
+                    collector.data = result
+                    if name == "package_status":
+                        state.last_success = self._clock()
+                else:
+                    collector.up = False
+                    collector.last_reason = result.reason
+                    collector.last_error = str(result)
+                    collector.errors[result.reason] += 1
+        for name, (result, took) in results.items():
+            self._log(name, result, took, duration)
         self._finished.set()
 
-    def _record_failure(self, error: PollError, duration: float) -> None:
-        with self._lock:
-            state = self._state
-            state.polls += 1
-            state.up = False
-            state.last_duration = duration
-            state.last_reason = error.reason
-            state.last_error = str(error)
-            state.errors[error.reason] += 1
-        log.warning(
-            "poll failed",
-            extra={"target": self.target.name, "reason": error.reason, "err": str(error),
-                   "duration_seconds": round(duration, 3)},
-        )
-        self._finished.set()
+    def _log(self, name: Collector, result: Exposition | PollError, took: float, duration: float) -> None:
+        target = self.target.name
+        if name == "package_status":
+            if isinstance(result, Exposition):
+                log.info("poll finished", extra={"target": target, "rows": result.rows, "series": result.series,
+                                                 "duration_seconds": round(duration, 3)})
+            else:
+                log.warning("poll failed", extra={"target": target, "reason": result.reason, "err": str(result),
+                                                  "duration_seconds": round(duration, 3)})
+        elif isinstance(result, Exposition):
+            log.info("collector finished", extra={"target": target, "collector": name, "rows": result.rows,
+                                                  "series": result.series, "duration_seconds": round(took, 3)})
+        else:
+            log.warning("collector failed", extra={"target": target, "collector": name, "reason": result.reason,
+                                                   "err": str(result), "duration_seconds": round(took, 3)})
 
-    # --- reading --------------------------------------------------------------------------------
+# --- reading --------------------------------------------------------------------------------
 
     def status(self) -> TargetStatus:
         with self._lock:
             state = self._state
-            stale = self._is_stale(state)
-            if stale and state.data is not None:
-                state.data = None  # free the rows' text: it will not be served again
+            collectors = tuple(self._collector_status(name, c) for name, c in state.collectors.items())
+            core = collectors[0]  # package_status
             return TargetStatus(
                 name=self.target.name,
                 polls=state.polls,
-                up=state.up,
+                up=core.up,
                 last_duration=state.last_duration,
                 last_success=state.last_success,
-                last_reason=state.last_reason,
-                last_error=state.last_error,
-                errors=MappingProxyType(dict(state.errors)),
-                data=state.data,
-                stale=stale,
+                last_reason=core.last_reason,
+                last_error=core.last_error,
+                errors=core.errors,
+                data=core.data,
+                stale=core.stale,
+                collectors=collectors,
             )
 
-    def _is_stale(self, state: _State) -> bool:
+    def _collector_status(self, name: Collector, state: _CollectorState) -> CollectorStatus:
+        stale = self._is_stale(state)
+        if stale and state.data is not None:
+            state.data = None  # free the rows' text: it will not be served again
+        return CollectorStatus(
+            name=name,
+            up=state.up,
+            last_duration=state.last_duration,
+            last_reason=state.last_reason,
+            last_error=state.last_error,
+            errors=MappingProxyType(dict(state.errors)),
+            data=state.data,
+            stale=stale,
+        )
+
+    def _is_stale(self, state: _CollectorState) -> bool:
         if state.up or state.last_success_mono is None:
             return False
         return self._monotonic() - state.last_success_mono > self.target.stale_after

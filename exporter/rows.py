@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import sys
-from datetime import UTC, datetime, timedelta, timezone
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
 from typing import NamedTuple
 

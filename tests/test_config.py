@@ -27,7 +27,8 @@ ENV = {"CM_PASSWORD": SECRET}
 DROP = object()  # as a change: remove the key
 # Every key of design.md's configuration.
 DESIGN_KEYS = [
-    "defaults", "interval", "timeout", "per_row", "stale_after", "collectors", "targets", "name", "source", "host", "port", "scheme",
+    "defaults", "interval", "timeout", "per_row", "stale_after", "collectors", "targets", "name", "source",
+    "host", "port", "scheme",
     "site_code", "auth", "transport", "username", "password_file", "password_env", "password",
     "message_encryption", "allow_unencrypted", "tls", "verify", "ca_file", "cert_file", "key_file", "path",
     "packages", "servers", "seed",

@@ -123,7 +123,7 @@ def _config(path: Path, secret: Path, servers: dict[str, WSManServer]) -> Path:
         "  timeout: 1500ms",
         "  stale_after: 1m",
         "  parallel_enumerations: 1",
-        "  collectors: {package_info: false, dp_info: false}",
+        "  collectors: [package_status]",
         "targets:",
     ]
     for name, server in servers.items():

@@ -38,7 +38,6 @@ from exporter.rows import (
     enum_label,
 )
 
-
 PACKAGE_STATUS = Family(
     "sccm_package_status",
     "gauge",

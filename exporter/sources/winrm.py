@@ -1,4 +1,4 @@
-"""Rows of `SMS_PackageStatus` read from the SMS Provider over WinRM (WS-Management Enumerate/Pull).
+"""Rows of the collectors' classes read from the SMS Provider over WinRM (WS-Management Enumerate/Pull).
 
 pywinrm carries the requests (`Protocol.send_message()`: authentication, NTLM/Kerberos/CredSSP
 message encryption, fault parsing); `exporter.wsman` builds and reads them. This module decides
@@ -11,6 +11,12 @@ enumerations of the class run at once, each on its own connection, over disjoint
 rows chosen by the last character of `PackageID` (site code + five hex digits: it spreads rows
 evenly), and their pages are merged as they arrive. One slice failing fails the poll. Pages are
 read as they come (`exporter.pagerows`), never collected first.
+
+The optional collectors' classes are read the same way, each with its explicit property list and
+on connections of its own (the collectors of a poll run at once): `SMS_PackageStatusDistPointsSummarizer`,
+as large as the core table, in the same PackageID slices; `SMS_PackageBaseclass` and
+`SMS_DistributionPointInfo`, a few thousand rows at most, in one enumeration each. Their items are
+read by the general parser (`wsman.parse_page`).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import requests
 from winrm.exceptions import (
@@ -39,10 +46,14 @@ from winrm.exceptions import (
 from winrm.protocol import Protocol
 
 from exporter import wsman
+from exporter.collectors import dp_content_state, dp_info, package_info
+from exporter.collectors.dp_content_state import DPContentRow
+from exporter.collectors.dp_info import DPInfoRow
+from exporter.collectors.package_info import PackageInfoRow
 from exporter.config import TargetConfig
 from exporter.errors import PollError
 from exporter.pagerows import PageReader
-from exporter.rows import PackageStatusRow, RowError
+from exporter.rows import PackageStatusRow, RowError, item_text
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +130,20 @@ class _Query:
     wql: str | None = None
     split: bool = False
     slice: str = ""
+    lane: int = 0  # which of the class's enumerations: each has a connection of its own
 
     @property
     def uri(self) -> str:
         return wsman.resource_uri(self.namespace, None if self.wql else self.class_name)
+
+    @property
+    def connection(self) -> _Connection:
+        return (self.class_name, self.lane)
+
+
+# A connection is named by the class it reads and its lane: the collectors of a poll read their
+# classes at once, and a pywinrm Protocol (one HTTP session) serves one request at a time.
+_Connection = tuple[str, int]
 
 
 @dataclass
@@ -185,21 +206,24 @@ class WinRMSource:
         self._target = target
         self._property_list = property_list
         self._site: str | None = target.site_code
-        lanes = target.parallel_enumerations if property_list else 1
+        self._lanes = max(1, target.parallel_enumerations if property_list else 1)
         # One pywinrm Protocol (one HTTP session, one authenticated connection) per enumeration.
-        self._protocols: list[Protocol | None] = [None] * max(1, lanes)
+        self._protocols: dict[_Connection, Protocol] = {}
         self._reader: PageReader | None = None
+        # Site discovery is shared by the collectors of a poll: the first one asks, the others
+        # wait for its answer; a failure is kept for the rest of that poll (same deadline).
+        self._discovery = threading.Lock()
+        self._discovery_failure: tuple[float, PollError] | None = None
 
     def site_code(self) -> str | None:
         return self._site
 
     def close(self) -> None:
-        for protocol in self._protocols:
-            if protocol is not None:
-                protocol.transport.close_session()
+        for protocol in list(self._protocols.values()):
+            protocol.transport.close_session()
 
     def rows(self, deadline: float) -> Iterator[PackageStatusRow]:
-        """Every row of the class, page by page as the pages arrive.
+        """Every row of `SMS_PackageStatus`, page by page as the pages arrive.
 
         When the site code is not configured it is first read from `SMS_ProviderLocation` (the
         instance with `ProviderForLocalSite` true) and kept. If an enumeration dies mid-walk (an
@@ -209,51 +233,114 @@ class WinRMSource:
         a poll that ends without an error has yielded every row at least once. Any failure, of
         any slice, is a `PollError`; the password never appears in one.
         """
-        try:
-            site = self._site or self._discover_site(deadline)
+
+        def page_rows(site: str) -> _PageRows:
             reader = self._reader if self._reader is not None and self._reader.site == site else PageReader(site)
             self._reader = reader
-            queries = self._queries(site)
+            return reader.rows
+
+        properties = PROPERTIES if self._property_list else None
+        return self._read(PACKAGE_STATUS, properties, deadline, page_rows, sliced=True, split=True)
+
+    def package_info(self, deadline: float) -> Iterator[PackageInfoRow]:
+        """Every package of `SMS_PackageBaseclass` (one enumeration: a site has a few thousand)."""
+        return self._read(package_info.CLASS_NAME, package_info.PROPERTIES, deadline,
+                          _item_rows(package_info.CLASS_NAME, lambda item, site: package_info.parse_item(item)))
+
+    def dp_content_state(self, deadline: float) -> Iterator[DPContentRow]:
+        """Every row of `SMS_PackageStatusDistPointsSummarizer`: as many as the core table, so read in
+        PackageID slices at once, as `SMS_PackageStatus` is."""
+        return self._read(dp_content_state.CLASS_NAME, dp_content_state.PROPERTIES, deadline,
+                          _item_rows(dp_content_state.CLASS_NAME, dp_content_state.parse_item), sliced=True)
+
+    def dp_info(self, deadline: float) -> Iterator[DPInfoRow]:
+        """Every distribution point of `SMS_DistributionPointInfo`."""
+        return self._read(dp_info.CLASS_NAME, dp_info.PROPERTIES, deadline,
+                          _item_rows(dp_info.CLASS_NAME, dp_info.parse_item))
+
+    def _read(
+        self,
+        class_name: str,
+        properties: tuple[str, ...] | None,
+        deadline: float,
+        page_rows: Callable[[str], _PageRows],
+        *,
+        sliced: bool = False,
+        split: bool = False,
+    ) -> Iterator[Any]:
+        """The rows of one class of the site's namespace, with `properties` (None: `SELECT *`).
+
+        `page_rows(site)` gives what turns a page into rows; `sliced`: several enumerations at
+        once over PackageID slices (parallel_enumerations); `split`: pages for the fast reader.
+        """
+        try:
+            site = self._site_code(deadline)
+            rows_of = page_rows(site)
+            queries = self._queries(site, class_name, properties, sliced=sliced, split=split)
             if len(queries) == 1:
                 number = 1
-                for page in self._walk(0, queries[0], deadline):
-                    rows = reader.rows(page, number)
+                for page in self._walk(queries[0], deadline):
+                    rows = rows_of(page, number)
                     number += len(rows)
                     yield from rows
             else:
-                yield from self._parallel(queries, deadline, reader)
+                yield from self._parallel(queries, deadline, rows_of)
         except PollError as error:
             scrubbed = self._scrub(str(error.args[0]) if error.args else "")
             if error.args and scrubbed != error.args[0]:
                 raise PollError(error.reason, scrubbed, wmi_code=error.wmi_code) from None
             raise
 
-    def _queries(self, site: str) -> list[_Query]:
+    def _queries(
+        self, site: str, class_name: str, properties: tuple[str, ...] | None, *, sliced: bool, split: bool
+    ) -> list[_Query]:
         namespace = site_namespace(site)
-        if not self._property_list:
-            return [_Query(namespace, PACKAGE_STATUS)]
-        predicates = slice_predicates(len(self._protocols))
+        if properties is None:
+            return [_Query(namespace, class_name)]
+        select = f"SELECT {', '.join(properties)} FROM {class_name}"
+        predicates = slice_predicates(self._lanes if sliced else 1)
         return [
             _Query(
                 namespace,
-                PACKAGE_STATUS,
-                PACKAGE_STATUS_WQL if predicate is None else f"{PACKAGE_STATUS_WQL} WHERE {predicate}",
-                split=True,
+                class_name,
+                select if predicate is None else f"{select} WHERE {predicate}",
+                split=split,
                 slice="" if predicate is None else f"enumeration {lane + 1} of {len(predicates)} ({predicate})",
+                lane=lane,
             )
             for lane, predicate in enumerate(predicates)
         ]
 
+    def _site_code(self, deadline: float) -> str:
+        """The configured or discovered site code; the collectors of a poll discover it once."""
+        if self._site:
+            return self._site
+        if not self._discovery.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise PollError("timeout", f"poll deadline reached waiting for the site code of {self._where}")
+        try:
+            if self._site:
+                return self._site
+            failure = self._discovery_failure
+            if failure is not None and failure[0] == deadline:
+                raise failure[1]  # the same poll already asked, and failed
+            try:
+                return self._discover_site(deadline)
+            except PollError as error:
+                self._discovery_failure = (deadline, error)
+                raise
+        finally:
+            self._discovery.release()
+
     # --- the walk ---------------------------------------------------------------------------
 
     def _walk(
-        self, lane: int, query: _Query, deadline: float, stop: threading.Event | None = None
+        self, query: _Query, deadline: float, stop: threading.Event | None = None
     ) -> Generator[wsman.RawPage, None, None]:
         """The pages of one enumeration, started again once if it dies mid-walk."""
         restarts_left = 1
         while True:
             try:
-                yield from self._pages(lane, query, deadline, stop)
+                yield from self._pages(query, deadline, stop)
                 return
             except _Restart as restart:
                 if restarts_left == 0 or time.monotonic() >= deadline:
@@ -264,7 +351,7 @@ class WinRMSource:
                                    "err": self._scrub(str(restart)),
                                    **({"slice": query.slice} if query.slice else {})})
 
-    def _parallel(self, queries: list[_Query], deadline: float, reader: PageReader) -> Iterator[PackageStatusRow]:
+    def _parallel(self, queries: list[_Query], deadline: float, page_rows: _PageRows) -> Iterator[Any]:
         """The slices' enumerations in threads of their own; their pages read here as they come.
 
         The threads only send, receive and read envelopes (the network waits overlap); the
@@ -276,7 +363,7 @@ class WinRMSource:
         threads = [
             threading.Thread(
                 target=self._lane, args=(lane, query, deadline, lanes), daemon=True,
-                name=f"enumerate-{self._target.name}-{lane + 1}",
+                name=f"enumerate-{self._target.name}-{query.class_name}-{lane + 1}",
             )
             for lane, query in enumerate(queries)
         ]
@@ -289,7 +376,7 @@ class WinRMSource:
                 try:
                     lane, item = lanes.pages.get(timeout=max(0.0, deadline - time.monotonic()) + RELEASE_TIMEOUT + 1)
                 except queue.Empty:
-                    late = f"poll deadline reached reading {PACKAGE_STATUS} ({self._where})"
+                    late = f"poll deadline reached reading {queries[0].class_name} ({self._where})"
                     raise PollError("timeout", late) from None
                 if item is None:
                     running -= 1
@@ -297,7 +384,7 @@ class WinRMSource:
                 if isinstance(item, BaseException):
                     raise item
                 try:
-                    rows = reader.rows(item, numbers[lane])
+                    rows = page_rows(item, numbers[lane])
                 except PollError as error:
                     where = queries[lane].slice
                     raise PollError(error.reason, f"{error.args[0]}, {where}", wmi_code=error.wmi_code) from None
@@ -311,7 +398,7 @@ class WinRMSource:
     def _lane(self, lane: int, query: _Query, deadline: float, lanes: _Lanes) -> None:
         """One slice's enumeration, in its own thread: its pages, then None, or its failure."""
         try:
-            with closing(self._walk(lane, query, deadline, lanes.stop)) as pages:
+            with closing(self._walk(query, deadline, lanes.stop)) as pages:
                 for page in pages:
                     if not lanes.put(lane, page):
                         return  # the consumer is gone; closing the walk releases the context
@@ -321,7 +408,7 @@ class WinRMSource:
 
     def _discover_site(self, deadline: float) -> str:
         query = _Query(SMS_NAMESPACE, PROVIDER_LOCATION)
-        with closing(self._pages(0, query, deadline)) as pages:
+        with closing(self._pages(query, deadline)) as pages:
             items = [item for page in pages for item in page.items or []]
         site = _local_site(items, self._target.host or "")
         log.info("site code discovered", extra={"target": self._target.name, "site": site,
@@ -330,7 +417,7 @@ class WinRMSource:
         return site
 
     def _pages(
-        self, lane: int, query: _Query, deadline: float, stop: threading.Event | None = None
+        self, query: _Query, deadline: float, stop: threading.Event | None = None
     ) -> Generator[wsman.RawPage, None, None]:
         """Enumerate, then Pull with the newest context until the end of the sequence.
 
@@ -342,9 +429,7 @@ class WinRMSource:
         live: str | None = None
         pacing = _Pacing(FIRST_ITEM_BYTES[query.wql is not None])
         try:
-            page = self._request(
-                lane, query, deadline, "Enumerate", partial(self._enumerate, uri, query, pacing), pacing
-            )
+            page = self._request(query, deadline, "Enumerate", partial(self._enumerate, uri, query, pacing), pacing)
             while True:
                 live = None if page.done else page.context
                 yield page
@@ -352,10 +437,10 @@ class WinRMSource:
                     return
                 self._check_deadline(deadline, f"Pull of {query.class_name}")
                 context, live = live, None
-                page = self._request(lane, query, deadline, "Pull", partial(self._pull, uri, context, pacing), pacing)
+                page = self._request(query, deadline, "Pull", partial(self._pull, uri, context, pacing), pacing)
         finally:
             if live is not None:
-                self._release(lane, uri, live)
+                self._release(query.connection, uri, live)
 
     def _enumerate(self, uri: str, query: _Query, pacing: _Pacing, timeout: float) -> wsman.Envelope:
         return wsman.build_enumerate(to=self._target.endpoint, uri=uri, wql=query.wql, operation_timeout=timeout,
@@ -365,9 +450,9 @@ class WinRMSource:
         return wsman.build_pull(to=self._target.endpoint, uri=uri, context=context, operation_timeout=timeout,
                                 max_elements=pacing.max_elements())
 
-    def _release(self, lane: int, uri: str, context: str) -> None:
+    def _release(self, connection: _Connection, uri: str, context: str) -> None:
         """Best effort, short: the walk is already over, successful or not."""
-        protocol = self._protocols[lane]
+        protocol = self._protocols.get(connection)
         if protocol is None:
             return
         protocol.transport.read_timeout_sec = RELEASE_TIMEOUT
@@ -383,7 +468,6 @@ class WinRMSource:
 
     def _request(
         self,
-        lane: int,
         query: _Query,
         deadline: float,
         action: str,
@@ -392,7 +476,7 @@ class WinRMSource:
     ) -> wsman.RawPage:
         """Send one enumeration request and read its page; faults become `PollError` or `_Restart`."""
         try:
-            raw, envelope = self._send(lane, build, deadline, f"{action} of {query.class_name}")
+            raw, envelope = self._send(query.connection, build, deadline, f"{action} of {query.class_name}")
         except WinRMOperationTimeoutError:
             # pywinrm turns the TimedOut fault (WSManFault 2150858793) into this before we see it.
             error = PollError(
@@ -427,7 +511,7 @@ class WinRMSource:
         return page
 
     def _send(
-        self, lane: int, build: Callable[[float], wsman.Envelope], deadline: float, what: str
+        self, connection: _Connection, build: Callable[[float], wsman.Envelope], deadline: float, what: str
     ) -> tuple[bytes, wsman.Envelope]:
         """One request within the deadline, resent once on a fresh session if the connection dropped.
 
@@ -435,7 +519,7 @@ class WinRMSource:
         next request fail (HTTP 400 with no body, or a reset): the sealing context belonged to the
         old connection. A new session authenticates again.
         """
-        protocol = self._connect(lane)
+        protocol = self._connect(connection)
         for attempt in (1, 2):
             operation_timeout = self._arm(protocol, deadline, what)
             envelope = build(operation_timeout)
@@ -468,10 +552,10 @@ class WinRMSource:
         if time.monotonic() >= deadline:
             raise PollError("timeout", f"poll deadline reached before {what} ({self._where})")
 
-    def _connect(self, lane: int) -> Protocol:
-        protocol = self._protocols[lane]
+    def _connect(self, connection: _Connection) -> Protocol:
+        protocol = self._protocols.get(connection)
         if protocol is None:
-            protocol = self._protocols[lane] = self._new_protocol()
+            protocol = self._protocols[connection] = self._new_protocol()
         return protocol
 
     def _new_protocol(self) -> Protocol:
@@ -543,20 +627,36 @@ class WinRMSource:
         return text.replace(password, "********") if password else text
 
 
-def _text(item: wsman.Item, name: str) -> str | None:
-    value = item.get(name)
-    if isinstance(value, list):
-        raise RowError(f"{name} has {len(value)} values where one was expected")
-    return value
+# What turns one page into rows; the number is that of the page's first row in the walk (messages).
+_PageRows = Callable[[wsman.RawPage, int], list[Any]]
+
+
+def _item_rows(class_name: str, parse: Callable[[wsman.Item, str], Any]) -> Callable[[str], _PageRows]:
+    """Rows of a class read by the general parser (`wsman.parse_page`), each item by `parse(item, site)`."""
+
+    def for_site(site: str) -> _PageRows:
+        def page_rows(page: wsman.RawPage, first: int) -> list[Any]:
+            items = page.items if page.items is not None else wsman.parse_page(page.text).items
+            rows = []
+            for number, item in enumerate(items, first):
+                try:
+                    rows.append(parse(item, site))
+                except RowError as exc:
+                    raise PollError("parse", f"{class_name} row {number}: {exc}") from None
+            return rows
+
+        return page_rows
+
+    return for_site
 
 
 def _local_site(items: list[wsman.Item], host: str) -> str:
     """The site code of the provider's own site, from `SMS_ProviderLocation` instances."""
     for item in items:
-        local = _text(item, "ProviderForLocalSite")
+        local = item_text(item, "ProviderForLocalSite")
         if (local or "").strip().lower() != "true":
             continue
-        code = (_text(item, "SiteCode") or "").strip()
+        code = (item_text(item, "SiteCode") or "").strip()
         if not _SITE_CODE.match(code):
             raise PollError("parse", f"{PROVIDER_LOCATION} gave an invalid site code {code[:20]!r}")
         return code
