@@ -1,11 +1,13 @@
-"""The shared field conversions of exporter/rows.py: datetimes, NAL paths, enums, make_row."""
+"""The shared field conversions of exporter/rows.py: datetimes, NAL paths, enums, make_row, item fields."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
 
+from exporter import wsman
 from exporter.rows import (
     PERSONALITY_NAMES,
     STATUS_NAMES,
@@ -14,8 +16,11 @@ from exporter.rows import (
     RowError,
     enum_label,
     host_from_nal,
+    item_text,
     make_row,
+    parse_bool,
     parse_datetime,
+    parse_int,
     parse_personality,
     parse_status,
     parse_type,
@@ -176,3 +181,71 @@ def test_make_row_missing_key_fields(package_id: str, pkg_server: str | None, me
             personality="0",
             update_time=None,
         )
+
+
+# --- item fields (the optional collectors' properties, as wsman.parse_items gives them) -------
+
+
+def test_item_text_gives_the_text_or_none_for_nil_and_absent_properties() -> None:
+    item: wsman.Item = {"Name": " Office 365 ", "Version": "", "Nil": None}
+    assert item_text(item, "Name") == " Office 365 "  # as sent: callers strip what they need to
+    assert item_text(item, "Version") == ""
+    assert item_text(item, "Nil") is None
+    assert item_text(item, "Absent") is None
+
+
+def test_item_text_refuses_a_repeated_element_naming_the_property() -> None:
+    with pytest.raises(RowError, match="GroupCount has 2 values where one was expected"):
+        item_text({"GroupCount": ["1", None]}, "GroupCount")
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [("0", 0), ("42", 42), (" 42\r\n", 42), ("-1", -1), ("4294967296", 2**32), ("18446744073709551615", 2**64 - 1)],
+)
+def test_parse_int_reads_wmi_integers_of_any_width(text: str, number: int) -> None:
+    assert parse_int("PackageSize", text) == number
+
+
+@pytest.mark.parametrize("text", [None, "", "   "])
+def test_parse_int_is_none_for_nil_and_empty(text: str | None) -> None:
+    assert parse_int("PackageSize", text) is None
+
+
+@pytest.mark.parametrize("text", ["1.5", "1e3", "0x10", "ten", "12 KB"])
+def test_parse_int_refuses_anything_else_naming_the_field_and_value(text: str) -> None:
+    with pytest.raises(RowError, match=f"PackageSize is not a number: {re.escape(repr(text))}"):
+        parse_int("PackageSize", text)
+
+
+def test_parse_int_cuts_a_long_bad_value_short_in_its_message() -> None:
+    with pytest.raises(RowError) as caught:
+        parse_int("SourceVersion", "x" * 500)
+    assert str(caught.value) == f"SourceVersion is not a number: {'x' * 40!r}"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("true", True), ("false", False),  # WS-Management (xs:boolean)
+        ("True", True), ("False", False),  # PowerShell exports
+        ("TRUE", True), (" false\r\n", False),
+        ("1", True), ("0", False),  # xs:boolean allows the digits too
+        (None, False), ("", False),  # nil: the flag is not set
+    ],
+)
+def test_parse_bool_forms(text: str | None, value: bool) -> None:
+    assert parse_bool("IsPXE", text) is value
+
+
+@pytest.mark.parametrize("text", ["yes", "2", "on", "truee"])
+def test_parse_bool_refuses_anything_else_naming_the_field(text: str) -> None:
+    with pytest.raises(RowError, match=f"IsPXE is not a boolean: {re.escape(repr(text))}"):
+        parse_bool("IsPXE", text)
+
+
+def test_parse_datetime_names_the_field_it_is_given() -> None:
+    with pytest.raises(RowError, match="SourceDate is not a datetime"):
+        parse_datetime("yesterday", "SourceDate")
+    with pytest.raises(RowError, match="LastCopied is not a valid date"):
+        parse_datetime("2024-02-30T10:22:33Z", "LastCopied")
