@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from exporter import __version__
 from exporter.exposition import CONTENT_TYPE, Body
+from exporter.poller import TargetStatus
 from exporter.service import Exporter
 from exporter.webconfig import WWW_AUTHENTICATE, WebConfig
 
@@ -288,7 +289,7 @@ def landing_page(exporter: Exporter) -> str:
         rows_served = status.data.rows if status.data else 0
         rows.append(
             f"<tr><td><a href=\"/probe?target={html.escape(name, quote=True)}\">{name}</a></td>"
-            f"<td>{state}</td><td>{last}</td><td>{rows_served}</td></tr>"
+            f"<td>{state}</td><td>{last}</td><td>{rows_served}</td><td>{_collectors_cell(status)}</td></tr>"
         )
     table = "\n".join(rows)
     return f"""<!DOCTYPE html>
@@ -301,10 +302,26 @@ version {html.escape(__version__)}.</p>
 <li>/probe?target=NAME: one target</li>
 <li><a href="/-/healthy">/-/healthy</a>, <a href="/-/ready">/-/ready</a></li></ul>
 <h2>Targets</h2>
-<table><tr><th>target</th><th>state</th><th>last successful poll</th><th>rows served</th></tr>
+<table><tr><th>target</th><th>state</th><th>last successful poll</th><th>rows served</th>
+<th>other collectors</th></tr>
 {table}
 </table></body></html>
 """
+
+
+def _collectors_cell(status: TargetStatus) -> str:
+    """The optional collectors of a target and how their last read went (package_status is the row)."""
+    parts = []
+    for collector in status.collectors[1:]:
+        if status.polls == 0:
+            state = "waiting"
+        elif collector.up:
+            state = f"up, {collector.data.rows if collector.data else 0} rows"
+        else:
+            reason = html.escape(collector.last_reason or "other")
+            state = f"down ({reason}): {html.escape(collector.last_error or '')}"
+        parts.append(f"{collector.name}: {state}")
+    return "<br>".join(parts) or "none"
 
 
 def serve(exporter: Exporter, address: tuple[str, int], web_config: WebConfig | None = None, *,
