@@ -186,8 +186,11 @@ class TargetPoller:
                 results[name] = (PollError("timeout", f"previous {what} still running past its deadline"), 0.0)
                 continue
             runs[name] = self._start(SPECS[name], deadline)
+        # One grace for the whole poll, not one per collector: several hanging reads end it at
+        # the same time as one.
+        give_up = deadline + GRACE
         for name, run in runs.items():
-            run.thread.join(max(0.0, deadline - self._monotonic()) + GRACE)
+            run.thread.join(max(0.0, give_up - self._monotonic()))
             if run.outcome:
                 result, ended = run.outcome[0]
                 results[name] = (result if isinstance(result, Exposition) else _as_poll_error(result), ended - started)
