@@ -131,9 +131,10 @@ class TargetPoller:
         self._monotonic = monotonic
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
-        # package_status first: it is the one sccm_up follows, and the first the log names.
-        self._collectors: tuple[Collector, ...] = tuple(c for c in COLLECTORS if c in target.collectors) or (
-            "package_status",)
+        # package_status always, and first: it is the one sccm_up follows (status() takes the
+        # first collector's outcome as the target's), and the first the log names.
+        self._collectors: tuple[Collector, ...] = tuple(
+            c for c in COLLECTORS if c == "package_status" or c in target.collectors)
         self._state = _State(collectors={name: _CollectorState() for name in self._collectors})
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
