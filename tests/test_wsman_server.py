@@ -23,9 +23,14 @@ import pytest
 import requests
 import winrm.protocol
 from datasets import (
+    DP_CONTENT_SUMMARIZER,
+    DP_INFO,
+    PACKAGE_BASECLASS,
+    PACKAGE_STATUS,
     PROVIDER_MACHINE,
     THREE_SITES,
     UNKNOWN_STATUS,
+    UNREQUESTED_PACKAGE_PROPERTIES,
     make_site,
     package_id,
     provider_locations,
@@ -48,6 +53,7 @@ from wsman_server import (
     WBEM_E_INVALID_NAMESPACE,
     CimDatetime,
     WSManServer,
+    format_datetime,
     make_self_signed_cert,
     parse_wql,
 )
@@ -832,3 +838,175 @@ def test_fault_next_repeats_and_corrupt_next_is_validated(server: WSManServer) -
         server.corrupt_next("pull", "no_such_corruption")
     with pytest.raises(ValueError):
         server.corrupt_next("get", "malformed")
+
+
+# --------------------------------------------------------------------------- the optional collectors' classes
+
+# The property lists of issue 6, as the exporter asks for them.
+OPTIONAL_WQL = {
+    PACKAGE_BASECLASS: f"SELECT PackageID, Name, Version, PackageType, SourceVersion, SourceDate, PackageSize "
+    f"FROM {PACKAGE_BASECLASS}",
+    DP_CONTENT_SUMMARIZER: "SELECT PackageID, ServerNALPath, SiteCode, State, PackageType, SourceVersion, "
+    f"LastCopied, SummaryDate FROM {DP_CONTENT_SUMMARIZER}",
+    DP_INFO: "SELECT NALPath, ServerName, SiteCode, IsPullDP, IsPXE, IsMulticast, IsPeerDP, InternetFacing, "
+    f"GroupCount FROM {DP_INFO}",
+}
+STATUS_WQL = "SELECT PackageID, PkgServer, Personality, SiteCode, Status, Type, UpdateTime FROM SMS_PackageStatus"
+
+
+def wire_text(value: Any) -> str | None:
+    """A property value as Windows writes it (and ``props`` reads it back)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return format_datetime(value)
+    return str(value)
+
+
+def selected(wql: str) -> list[str]:
+    return [name.strip() for name in wql.split(" FROM ")[0].removeprefix("SELECT ").split(",")]
+
+
+@pytest.mark.parametrize("class_name", sorted(OPTIONAL_WQL))
+def test_optional_classes_property_lists_give_only_those_properties_as_windows_writes_them(
+    shared: WSManServer, class_name: str
+) -> None:
+    wql = OPTIONAL_WQL[class_name]
+    rows = DATA[site_namespace("ABC")][class_name]
+    items = items_of(walk(protocol(shared), ABC_STAR, wql))
+    names = sorted(selected(wql), key=str.lower)
+    assert len(items) == len(rows) > 0
+    assert {i.tag for i in items} == {f"{{{NS['w']}}}XmlFragment"}
+    assert all([c.tag for c in item] == names for item in items)  # unqualified, alphabetical, nothing else
+    assert [props(item) for item in items] == [{n: wire_text(row[n]) for n in names} for row in rows]
+    dated = [c for item in items for c in item if len(c)]
+    assert all(c[0].tag == "Datetime" for c in dated) and (class_name == DP_INFO or dated)
+
+
+def test_package_baseclass_class_uri_carries_the_lazy_icon_the_property_list_leaves_out(shared: WSManServer) -> None:
+    rows = DATA[site_namespace("ABC")][PACKAGE_BASECLASS]
+    uri = f"{WMI}root/sms/site_ABC/{PACKAGE_BASECLASS}"
+    full = walk(protocol(shared), uri)
+    items = items_of(full)
+    assert items[0].tag == f"{{{uri}}}{PACKAGE_BASECLASS}" and items[0].get(XSI_TYPE) == f"p:{PACKAGE_BASECLASS}_Type"
+    assert [c.tag.rpartition("}")[2] for c in items[0]] == sorted(rows[0], key=str.lower)
+    assert [props(i)["Icon"] for i in items] == [r["Icon"] for r in rows]
+    listed = walk(protocol(shared), ABC_STAR, OPTIONAL_WQL[PACKAGE_BASECLASS])
+    raw = b"".join(page.raw for page in listed)
+    for name in UNREQUESTED_PACKAGE_PROPERTIES:
+        assert f"<{name}>".encode() not in raw and f"<{name} ".encode() not in raw
+    assert len(raw) * 5 < sum(len(page.raw) for page in full)
+
+
+def test_summarizer_slices_by_package_id_partition_the_class(shared: WSManServer) -> None:
+    rows = DATA[site_namespace("ABC")][DP_CONTENT_SUMMARIZER]
+    wql = OPTIONAL_WQL[DP_CONTENT_SUMMARIZER]
+    predicates = ["PackageID LIKE '%[0123]'", "PackageID LIKE '%[4567]'", "PackageID LIKE '%[89AB]'",
+                  "PackageID LIKE '%[^0123456789AB]' OR PackageID = ''"]
+    proto = protocol(shared)
+    slices = [[props(i) for i in items_of(walk(proto, ABC_STAR, f"{wql} WHERE {p}"))] for p in predicates]
+    for got, ends in zip(slices, ("0123", "4567", "89AB", "CDEF"), strict=True):
+        assert got and all(str(r["PackageID"])[-1] in ends for r in got)
+    keys = collections.Counter((r["PackageID"], r["ServerNALPath"]) for got in slices for r in got)
+    assert keys == collections.Counter((r["PackageID"], r["ServerNALPath"]) for r in rows)
+
+
+def test_class_faults_fail_one_class_while_the_others_answer(server: WSManServer) -> None:
+    proto = protocol(server)
+    server.class_faults = {"sms_packagebaseclass": "invalid_class"}
+    assert server.class_faults == {"sms_packagebaseclass": "invalid_class"}
+    for _ in range(2):  # persistent, not one-shot
+        fault = fault_of(proto, enumerate_xml(ABC_STAR, OPTIONAL_WQL[PACKAGE_BASECLASS]))
+        assert (fault.fault_subcode, fault.wmierror_code) == ("w:InternalError", WBEM_E_INVALID_CLASS)
+    assert fault_of(proto, enumerate_xml(f"{WMI}root/sms/site_DEF/{PACKAGE_BASECLASS}")).code == 500
+    for class_name in (DP_CONTENT_SUMMARIZER, DP_INFO):
+        got = items_of(walk(proto, ABC_STAR, OPTIONAL_WQL[class_name]))
+        assert len(got) == len(DATA[site_namespace("ABC")][class_name])
+    assert len(items_of(walk(proto, ABC_STAR, STATUS_WQL))) == len(ABC_ROWS)
+    assert [r.fault for r in server.requests_of(PACKAGE_BASECLASS)] == ["invalid_class"] * 3
+    assert all(r.fault is None for r in server.requests if r.class_name != PACKAGE_BASECLASS)
+    server.class_faults = {PACKAGE_BASECLASS: "access_denied"}
+    fault = fault_of(proto, enumerate_xml(ABC_STAR, OPTIONAL_WQL[PACKAGE_BASECLASS]))
+    assert (fault.fault_subcode, fault.wmierror_code) == ("w:AccessDenied", WBEM_E_ACCESS_DENIED)
+    server.clear_injections()
+    assert server.class_faults  # only queued injections are cleared
+    server.class_faults = {}
+    assert items_of(walk(proto, ABC_STAR, OPTIONAL_WQL[PACKAGE_BASECLASS]))
+    with pytest.raises(ValueError):
+        server.class_faults = {DP_INFO: "no_such_fault"}
+
+
+def test_a_class_fault_set_mid_enumeration_faults_its_next_pull_and_loses_the_context(server: WSManServer) -> None:
+    proto = protocol(server)
+    summary = send(proto, enumerate_xml(ABC_STAR, OPTIONAL_WQL[DP_CONTENT_SUMMARIZER]))
+    status = send(proto, enumerate_xml(ABC_URI))
+    server.class_faults = {DP_CONTENT_SUMMARIZER: "provider_failure"}
+    assert fault_of(proto, pull_xml(ABC_STAR, summary.context, 5)).wsman_fault_code == 1359
+    assert len(send(proto, pull_xml(ABC_URI, status.context, 5)).items) == 5  # the other enumeration goes on
+    server.class_faults = {}
+    assert fault_of(proto, pull_xml(ABC_STAR, summary.context, 5)).wsman_fault_code == CODE_INVALID_CONTEXT
+    assert server.requests[-1].class_name is None  # its enumeration is gone
+
+
+def test_fault_next_and_corrupt_next_for_one_class_leave_the_others_alone(server: WSManServer) -> None:
+    proto = protocol(server)
+    server.fault_next("enumerate", "access_denied_wsman", times=2, class_name=DP_INFO)
+    assert send(proto, enumerate_xml(ABC_URI)).items  # another class: nothing used up
+    for _ in range(2):
+        assert fault_of(proto, enumerate_xml(ABC_STAR, OPTIONAL_WQL[DP_INFO])).wsman_fault_code == 5
+    assert send(proto, enumerate_xml(ABC_STAR, OPTIONAL_WQL[DP_INFO])).items
+    server.corrupt_next("pull", "malformed", class_name=PACKAGE_BASECLASS)
+    summary = send(proto, enumerate_xml(ABC_STAR, OPTIONAL_WQL[DP_CONTENT_SUMMARIZER]))
+    assert b"</s:Bodyy>" not in proto.send_message(pull_xml(ABC_STAR, summary.context, 3))
+    packages = send(proto, enumerate_xml(ABC_STAR, OPTIONAL_WQL[PACKAGE_BASECLASS]))
+    assert b"</s:Bodyy>" not in packages.raw  # an Enumerate: the corruption waits for a Pull
+    assert b"</s:Bodyy>" in proto.send_message(pull_xml(ABC_STAR, packages.context, 3))
+    server.fault_next("any", "quota", class_name="SMS_NoSuchClass")
+    assert send(proto, enumerate_xml(ABC_URI)).items
+    server.clear_injections()
+
+
+def test_hang_classes_hold_one_class_while_the_others_are_served(server: WSManServer) -> None:
+    server.hang_classes = {PACKAGE_BASECLASS.upper()}
+    assert server.hang_classes == {PACKAGE_BASECLASS.lower()}
+    hung = protocol(server)
+    thread, outcome = _in_thread(lambda: hung.send_message(enumerate_xml(ABC_STAR, OPTIONAL_WQL[PACKAGE_BASECLASS])))
+    _wait_for(lambda: len(server.requests_of(PACKAGE_BASECLASS)) == 1)
+    other = protocol(server)  # a connection of its own, as each collector has
+    assert len(items_of(walk(other, ABC_STAR, OPTIONAL_WQL[DP_INFO]))) == len(DATA[site_namespace("ABC")][DP_INFO])
+    assert thread.is_alive() and server.requests_of(PACKAGE_BASECLASS)[0].status is None
+    server.hang_classes = set()
+    thread.join(3)
+    assert isinstance(outcome[0], bytes) and Page(outcome[0]).items
+
+
+def test_requests_and_items_are_counted_per_class(server: WSManServer) -> None:
+    proto = protocol(server)
+    pages = {name: walk(proto, ABC_STAR, wql, pull_max=40) for name, wql in OPTIONAL_WQL.items()}
+    pages[PACKAGE_STATUS] = walk(proto, f"{WMI}root/SMS/site_ABC/sms_packagestatus", pull_max=200)
+    for name, walked in pages.items():
+        assert len(server.requests_of(name)) == len(walked)
+        assert len(server.requests_of(name.lower(), "pull")) == len(walked) - 1
+        assert server.items_served(name) == len(DATA[site_namespace("ABC")][name])
+    assert {r.class_name for r in server.requests} == set(pages)  # spelled as the data set spells them
+    send(proto, enumerate_xml(ABC_STAR, "select PackageID from sms_packagebaseclass where PackageID = 'x'"))
+    assert server.requests[-1].class_name == PACKAGE_BASECLASS and server.requests[-1].items == 0
+    fault_of(proto, enumerate_xml(ABC_STAR, "SELECT * FROM SMS_Nothing"))
+    assert server.requests[-1].class_name == "SMS_Nothing"
+    fault_of(proto, pull_xml(ABC_STAR, "uuid:00000000-0000-0000-0000-000000000000"))
+    assert server.requests[-1].class_name is None
+    assert server.items_served(PACKAGE_BASECLASS) == len(DATA[site_namespace("ABC")][PACKAGE_BASECLASS])
+
+
+def test_remove_class_makes_it_unknown_in_that_namespace_only(server: WSManServer) -> None:
+    proto = protocol(server)
+    server.remove_class("root\\SMS\\site_ABC", PACKAGE_BASECLASS)
+    fault = fault_of(proto, enumerate_xml(ABC_STAR, OPTIONAL_WQL[PACKAGE_BASECLASS]))
+    assert fault.wsman_fault_code == CODE_CANNOT_PROCESS_FILTER and b"0x80041010" in fault.response.encode()
+    fault = fault_of(proto, enumerate_xml(f"{WMI}root/sms/site_ABC/{PACKAGE_BASECLASS}"))
+    assert fault.wmierror_code == WBEM_E_INVALID_CLASS
+    assert items_of(walk(proto, f"{WMI}root/sms/site_DEF/*", OPTIONAL_WQL[PACKAGE_BASECLASS]))
+    assert items_of(walk(proto, ABC_STAR, OPTIONAL_WQL[DP_INFO]))
+    assert len(items_of(walk(proto, ABC_URI))) == len(ABC_ROWS)

@@ -49,6 +49,11 @@ Attributes and methods:
     set_dataset(d), set_rows(namespace, class_name, rows)   replace data (new enumerations only).
                             Rendered instances and WQL selections are cached until the data is
                             replaced, so that polling a million rows again costs little here.
+    remove_class(namespace, class_name)   the class no longer exists there, as on a provider
+                            without it: class URI -> ``invalid_class``; WQL -> n:CannotProcessFilter
+                            nesting 0x80041010; the namespace's other classes keep answering.
+    requests_of(class_name, action=None)  the logged requests about one class (case-insensitive);
+    items_served(class_name)              the instances of that class sent in 200 replies.
     expire_contexts()       invalidate every open enumeration context now.
     open_contexts()         number of live contexts.
     connections_accepted, ntlm_handshakes, auth_failures   counters.
@@ -73,9 +78,17 @@ Failure injection (thread-safe; set at any time, takes effect on the next reques
                             an oversized body, non-UTF-8 bytes); the enumeration goes on as if
                             the reply had been good.  ``clear_injections()`` drops what is queued;
                             ``oversized_bytes`` (default 20 MiB) is the size "oversized" pads to.
-    fault_next(action, kind, times=1)   answer the next ``action`` ("enumerate", "pull", "release", "any")
-                            with fault ``kind`` (see ``FAULT_KINDS``); calls queue up.  A Pull
-                            answered with a fault loses its enumeration (context released).
+    fault_next(action, kind, times=1, class_name=None)   answer the next ``action`` ("enumerate",
+                            "pull", "release", "any") with fault ``kind`` (see ``FAULT_KINDS``);
+                            calls queue up.  A Pull answered with a fault loses its enumeration
+                            (context released).  With ``class_name`` only requests about that class
+                            take them (``corrupt_next`` takes ``class_name`` the same way).
+    class_faults = {"SMS_PackageBaseclass": "access_denied"}   every request about a listed class
+                            (Enumerate, and Pull/Release of its enumerations) is answered with that
+                            fault until ``class_faults`` is set without it; other classes are
+                            unaffected.  Ahead of the queued ``fault_next`` ones; not cleared by
+                            clear_injections().  Keys match class names case-insensitively.
+    hang_classes = {"SMS_PackageBaseclass"}   like ``hang``, for every request about a listed class.
     reset_mid_pull = N      the next N Pull responses are cut: headers and half the body, then a
                             TCP reset.  The page's context was consumed (old one invalid).
     delay = seconds         sleep before every HTTP answer (simulated round-trip time).
@@ -87,8 +100,11 @@ URI), action_uri, resource_uri, wql (filter text or None), max_elements (Enumera
 Pull: n:MaxElements only -- a w:MaxElements in a Pull is ignored as Windows does), optimize,
 max_envelope_size (as requested), operation_timeout, message_id, user, encrypted, connection
 (serial number of the TCP connection), context_in, context_out, items, end_of_sequence, fault
-(kind or None), status (HTTP status; None while unanswered), envelope_bytes (plain SOAP size) and
-bytes_out (HTTP body bytes actually sent, after encryption).
+(kind or None), status (HTTP status; None while unanswered), envelope_bytes (plain SOAP size),
+bytes_out (HTTP body bytes actually sent, after encryption) and class_name: the class the request
+is about -- from the class URI or the WQL ``FROM`` of an Enumerate, from its enumeration for a Pull
+or Release -- spelled as the data set spells it when the class exists there, None when unknown
+(an expired context, a malformed request).  Count per class with ``requests_of``/``items_served``.
 
 NTLM credentials: pyspnego's acceptor reads ``NTLM_USER_FILE`` (lines ``DOMAIN:USER:PASSWORD``)
 from the process environment.  The environment is process-wide and tests run in-process, so all
@@ -680,6 +696,14 @@ class _WqlParser:
         return lambda row: _compare(_get(row, name, written), op, value)
 
 
+_WQL_FROM = re.compile(r"\bFROM\s+([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)
+
+
+def _class_key(name: str | None) -> str | None:
+    """How class names are compared (case-insensitively, as WMI does)."""
+    return None if name is None else name.lower()
+
+
 def parse_wql(text: str) -> WqlQuery:
     """Parse the supported WQL subset or raise WqlError."""
     return _WqlParser(text.strip()).parse()
@@ -1014,6 +1038,7 @@ class RequestRecord:
     status: int | None = None
     envelope_bytes: int = 0
     bytes_out: int = 0
+    class_name: str | None = None
 
 
 @dataclass
@@ -1186,10 +1211,13 @@ class WSManServer:
         self._schemas: dict[int, tuple[list[Mapping[str, Any]], dict[str, str]]] = {}
         self._contexts: dict[str, _Enumeration] = {}
         self._log: list[RequestRecord] = []
-        self._faults: deque[tuple[str, str]] = deque()
-        self._corruptions: deque[tuple[str, str]] = deque()
+        # (action, kind, lower-case class name or None for any class)
+        self._faults: deque[tuple[str, str, str | None]] = deque()
+        self._corruptions: deque[tuple[str, str, str | None]] = deque()
         self.oversized_bytes = 20 * 1024 * 1024
         self._hang: frozenset[str] = frozenset()
+        self._hang_classes: frozenset[str] = frozenset()  # lower-case class names
+        self._class_faults: dict[str, str] = {}  # lower-case class name -> fault kind
         self._hang_on_connect = False
         self._reset_mid_pull = 0
         self._stall_after_pages: int | None = None
@@ -1298,6 +1326,19 @@ class WSManServer:
             self._selections = {}
             self._schemas = {}
 
+    def remove_class(self, namespace: str, class_name: str) -> None:
+        """Make a class unknown in a namespace, as on a provider that does not have it: a class URI
+        then gets ``invalid_class`` (0x80041010) and a WQL query ``n:CannotProcessFilter`` with the
+        nested 0x80041010, while the namespace's other classes keep answering."""
+        key = namespace.replace("/", "\\").lower()
+        with self._lock:
+            classes = dict(self._data.get(key, {}))
+            classes.pop(class_name.lower(), None)
+            self._data = {**self._data, key: classes}
+            self._render_cache = {}
+            self._selections = {}
+            self._schemas = {}
+
     # ----------------------------------------------------------------- log, counters
 
     @property
@@ -1309,6 +1350,18 @@ class WSManServer:
     def clear_requests(self) -> None:
         with self._lock:
             self._log.clear()
+
+    def requests_of(self, class_name: str, action: str | None = None) -> list[RequestRecord]:
+        """The logged requests about ``class_name`` (case-insensitive), optionally of one action."""
+        key = _class_key(class_name)
+        return [
+            r for r in self.requests
+            if _class_key(r.class_name) == key and (action is None or r.action == action)
+        ]
+
+    def items_served(self, class_name: str) -> int:
+        """Instances of ``class_name`` sent in successful replies (Enumerate and Pull), as logged."""
+        return sum(r.items for r in self.requests_of(class_name) if r.status == 200)
 
     def open_contexts(self) -> int:
         with self._lock:
@@ -1365,37 +1418,75 @@ class WSManServer:
         with self._lock:
             self._reset_mid_pull = int(value)
 
-    def fault_next(self, action: str, kind: str, times: int = 1) -> None:
-        """Answer the next ``times`` requests of ``action`` (or "any") with the fault ``kind``."""
+    @property
+    def hang_classes(self) -> frozenset[str]:
+        return self._hang_classes
+
+    @hang_classes.setter
+    def hang_classes(self, class_names: Iterable[str]) -> None:
+        with self._cond:
+            self._hang_classes = frozenset(name.lower() for name in class_names)
+            self._cond.notify_all()
+
+    @property
+    def class_faults(self) -> dict[str, str]:
+        """A copy of the persistent per-class faults: lower-case class name -> fault kind."""
+        with self._lock:
+            return dict(self._class_faults)
+
+    @class_faults.setter
+    def class_faults(self, faults: Mapping[str, str]) -> None:
+        value = {name.lower(): kind for name, kind in faults.items()}
+        unknown = sorted(kind for kind in value.values() if kind not in FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"class_faults kinds must be in {sorted(FAULT_KINDS)}, got {unknown}")
+        with self._lock:
+            self._class_faults = value
+
+    def fault_next(self, action: str, kind: str, times: int = 1, class_name: str | None = None) -> None:
+        """Answer the next ``times`` requests of ``action`` (or "any") with the fault ``kind``.
+
+        With ``class_name``, only requests about that class (see ``RequestRecord.class_name``)
+        take them; requests about other classes pass by without using them up.
+        """
         if action not in INJECTABLE_ACTIONS:
             raise ValueError(f"action must be one of {sorted(INJECTABLE_ACTIONS)}")
         if kind not in FAULT_KINDS:
             raise ValueError(f"kind must be one of {sorted(FAULT_KINDS)}")
         with self._lock:
-            self._faults.extend([(action, kind)] * times)
+            self._faults.extend([(action, kind, _class_key(class_name))] * times)
 
-    def corrupt_next(self, action: str, kind: str, times: int = 1) -> None:
-        """Spoil the next ``times`` successful replies to ``action`` (or "any") the way ``kind`` says."""
+    def corrupt_next(self, action: str, kind: str, times: int = 1, class_name: str | None = None) -> None:
+        """Spoil the next ``times`` successful replies to ``action`` (or "any") the way ``kind`` says.
+
+        With ``class_name``, only replies about that class are spoiled (as ``fault_next``).
+        """
         if action not in INJECTABLE_ACTIONS:
             raise ValueError(f"action must be one of {sorted(INJECTABLE_ACTIONS)}")
         if kind not in CORRUPT_KINDS:
             raise ValueError(f"kind must be one of {sorted(CORRUPT_KINDS)}")
         with self._lock:
-            self._corruptions.extend([(action, kind)] * times)
+            self._corruptions.extend([(action, kind, _class_key(class_name))] * times)
 
     def clear_injections(self) -> None:
-        """Forget every queued fault and corruption."""
+        """Forget every queued fault and corruption (``class_faults`` and the hangs stay as set)."""
         with self._lock:
             self._faults.clear()
             self._corruptions.clear()
 
-    def _take_corruption(self, action: str) -> str | None:
-        with self._lock:
-            for i, (wanted, kind) in enumerate(self._corruptions):
-                if wanted in (action, "any"):
-                    del self._corruptions[i]
-                    return kind
+    @staticmethod
+    def _take_queued(queue: deque[tuple[str, str, str | None]], action: str, class_name: str | None) -> str | None:
+        """Remove and return the first queued kind that applies to this action and class."""
+        key = _class_key(class_name)
+        for i, (wanted, kind, wanted_class) in enumerate(queue):
+            if wanted in (action, "any") and wanted_class in (None, key):
+                del queue[i]
+                return kind
         return None
+
+    def _take_corruption(self, action: str, class_name: str | None = None) -> str | None:
+        with self._lock:
+            return self._take_queued(self._corruptions, action, class_name)
 
     def _corrupt(self, kind: str, reply: bytes) -> bytes:
         if kind == "malformed":
@@ -1408,13 +1499,12 @@ class WSManServer:
             return reply.replace(b"<s:Body>", b"<s:Body>" + b" " * max(0, self.oversized_bytes - len(reply)), 1)
         return reply.replace(b"<s:Body>", b"<s:Body>\xff\xfe", 1)  # non_utf8
 
-    def _take_injected_fault(self, action: str) -> str | None:
+    def _take_injected_fault(self, action: str, class_name: str | None = None) -> str | None:
         with self._lock:
-            for i, (wanted, kind) in enumerate(self._faults):
-                if wanted in (action, "any"):
-                    del self._faults[i]
-                    return kind
-        return None
+            persistent = self._class_faults.get(class_name.lower()) if class_name else None
+            if persistent is not None:
+                return persistent
+            return self._take_queued(self._faults, action, class_name)
 
     def _take_reset(self) -> bool:
         with self._lock:
@@ -1423,8 +1513,10 @@ class WSManServer:
                 return True
             return False
 
-    def _should_hang(self, action: str) -> bool:
+    def _should_hang(self, action: str, class_name: str | None = None) -> bool:
         if action in self._hang or "any" in self._hang:
+            return True
+        if class_name is not None and class_name.lower() in self._hang_classes:
             return True
         stall = self._stall_after_pages
         return action == "pull" and stall is not None and self._pulls_served >= stall
@@ -1481,10 +1573,10 @@ class WSManServer:
             return self._fault_reply(fault, None, record)
         record = self._record(request, user, encrypted, connection)
         self._append(record)
-        if not self.wait_while(lambda: self._should_hang(request.action)):
+        if not self.wait_while(lambda: self._should_hang(request.action, record.class_name)):
             return 0, b"", record
         try:
-            injected = self._take_injected_fault(request.action)
+            injected = self._take_injected_fault(request.action, record.class_name)
             if injected is not None:
                 self._drop_pull_context(request)
                 raise make_fault(injected, self.machine)
@@ -1492,7 +1584,7 @@ class WSManServer:
         except Fault as fault:
             return self._fault_reply(fault, request.message_id, record)
         reply = envelope(f"{request.action_uri}Response", request.message_id, body).encode("utf-8")
-        corruption = self._take_corruption(request.action)
+        corruption = self._take_corruption(request.action, record.class_name)
         if corruption is not None:
             reply = self._corrupt(corruption, reply)
         record.status = 200
@@ -1541,7 +1633,32 @@ class WSManServer:
             operation_timeout=request.operation_timeout,
             message_id=request.message_id,
             context_in=(context.text or "").strip() if context is not None else None,
+            class_name=self._class_of(request, enum, context),
         )
+
+    def _class_of(self, request: _Request, enum: ET.Element | None, context: ET.Element | None) -> str | None:
+        """The class a request is about: from the class URI or the WQL ``FROM`` of an Enumerate,
+        from its enumeration for a Pull or Release; spelled as the data set spells it when known."""
+        if enum is None:
+            if context is None:
+                return None
+            with self._lock:
+                found = self._contexts.get((context.text or "").strip())
+            return found.class_name if found is not None else None
+        try:
+            target = parse_resource_uri(request.resource_uri)
+        except Fault:
+            return None
+        name = target.class_part
+        if name == "*":
+            filt = enum.find("w:Filter", _NSMAP)
+            match = _WQL_FROM.search(filt.text or "") if filt is not None else None
+            if match is None:
+                return None
+            name = match.group(1)
+        with self._lock:
+            known = self._data.get(target.namespace_key, {}).get(name.lower())
+        return known[0] if known is not None else name
 
     def _dispatch(self, request: _Request, user: str, record: RequestRecord) -> str:
         if request.action == "enumerate":
