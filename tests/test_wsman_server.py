@@ -989,6 +989,7 @@ def test_requests_and_items_are_counted_per_class(server: WSManServer) -> None:
     for name, walked in pages.items():
         assert len(server.requests_of(name)) == len(walked)
         assert len(server.requests_of(name.lower(), "pull")) == len(walked) - 1
+        assert [r.action for r in server.requests_of(name, "Enumerate")] == ["enumerate"]
         assert server.items_served(name) == len(DATA[site_namespace("ABC")][name])
     assert {r.class_name for r in server.requests} == set(pages)  # spelled as the data set spells them
     send(proto, enumerate_xml(ABC_STAR, "select PackageID from sms_packagebaseclass where PackageID = 'x'"))

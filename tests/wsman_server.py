@@ -1352,11 +1352,13 @@ class WSManServer:
             self._log.clear()
 
     def requests_of(self, class_name: str, action: str | None = None) -> list[RequestRecord]:
-        """The logged requests about ``class_name`` (case-insensitive), optionally of one action."""
+        """The logged requests about ``class_name``, optionally of one action ("enumerate", "pull",
+        "release"); both match case-insensitively ("Enumerate" as the spec spells it works too)."""
         key = _class_key(class_name)
+        wanted = None if action is None else action.lower()
         return [
             r for r in self.requests
-            if _class_key(r.class_name) == key and (action is None or r.action == action)
+            if _class_key(r.class_name) == key and (wanted is None or r.action.lower() == wanted)
         ]
 
     def items_served(self, class_name: str) -> int:
