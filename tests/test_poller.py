@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from exporter.config import TargetConfig
-from exporter.errors import PollError
-from exporter.poller import TargetPoller
+from exporter.collectors.dp_content_state import DPContentRow
+from exporter.collectors.dp_info import DPInfoRow
+from exporter.collectors.package_info import PackageInfoRow
+from exporter.config import COLLECTORS, Collector, TargetConfig
+from exporter.errors import REASONS, PollError
+from exporter.poller import GRACE, CollectorStatus, TargetPoller, TargetStatus
 from exporter.rows import PackageStatusRow
 
 ROW = PackageStatusRow("ABC", "ABC00001", "DP01", 2, 3, 0, 1.0, "DP01")
@@ -34,6 +40,15 @@ class ScriptedSource:
         assert isinstance(step, list)
         yield from step
 
+    def package_info(self, deadline: float) -> Iterator[PackageInfoRow]:
+        return iter(())  # the tests of this source run package_status alone
+
+    def dp_content_state(self, deadline: float) -> Iterator[DPContentRow]:
+        return iter(())
+
+    def dp_info(self, deadline: float) -> Iterator[DPInfoRow]:
+        return iter(())
+
     def site_code(self) -> str | None:
         return "ABC"
 
@@ -51,7 +66,8 @@ class Clock:
 
 def target(**overrides: float) -> TargetConfig:
     values: dict[str, float] = {"interval": 60.0, "timeout": 0.3, "stale_after": 120.0} | overrides
-    return TargetConfig(name="abc", source="demo", per_row="all", **values)  # type: ignore[arg-type]
+    return TargetConfig(name="abc", source="demo", per_row="all", collectors=frozenset({"package_status"}),
+                        **values)  # type: ignore[arg-type]
 
 
 def test_a_successful_poll_serves_its_rows_and_sets_up() -> None:
@@ -133,3 +149,328 @@ def test_more_rows_than_max_rows_fails_the_poll_and_keeps_the_last_good_rows() -
     assert not status.up
     assert status.last_reason == "other" and status.last_error is not None and "max_rows 5" in status.last_error
     assert status.data is good.data
+
+
+# --- several collectors -------------------------------------------------------------------------
+
+ALL: frozenset[Collector] = frozenset(COLLECTORS)
+INFO = PackageInfoRow("ABC00001", "Office", "16", 0, 3, 1.0, 1024)
+CONTENT = DPContentRow("ABC", "ABC00001", "DP01", 0, 1.0)
+DP = DPInfoRow("ABC", "DP01", groups=2)
+GOOD: dict[Collector, list[Any]] = {
+    "package_status": [ROW], "package_info": [INFO], "dp_content_state": [CONTENT], "dp_info": [DP],
+}
+# The first family of each collector: what shows its data is served.
+FIRST_FAMILY: dict[Collector, str] = {
+    "package_status": "sccm_package_status", "package_info": "sccm_package_info",
+    "dp_content_state": "sccm_dp_content_state", "dp_info": "sccm_distribution_point_info",
+}
+
+Step = list[Any] | BaseException | str
+
+
+class CollectorsSource:
+    """A source with every collector's read; each follows its own script of steps: rows, an
+    exception (raised after `rows_first` rows), "hang" (until released), "sleep" (0.2 s, then rows).
+    The last step repeats. Reads are counted per collector."""
+
+    def __init__(self, **scripts: list[Step]) -> None:
+        self.scripts: dict[str, list[Step]] = {name: [GOOD[name]] for name in COLLECTORS}
+        self.scripts.update(scripts)
+        self.reads: Counter[str] = Counter()
+        self.release = threading.Event()
+        self.hung: list[threading.Thread] = []  # the threads of the reads that hang
+        self.rows_first = 0
+
+    def _read(self, name: Collector) -> Iterator[Any]:
+        self.reads[name] += 1
+        script = self.scripts[name]
+        step = script.pop(0) if len(script) > 1 else script[0]
+        if step == "hang":
+            self.hung.append(threading.current_thread())
+            self.release.wait(10)
+            raise PollError("timeout", "released")
+        if step == "sleep":
+            time.sleep(0.2)
+            step = GOOD[name]
+        if isinstance(step, BaseException):
+            yield from GOOD[name][: self.rows_first]
+            raise step
+        assert isinstance(step, list)
+        yield from step
+
+    def rows(self, deadline: float) -> Iterator[PackageStatusRow]:
+        return self._read("package_status")
+
+    def package_info(self, deadline: float) -> Iterator[PackageInfoRow]:
+        return self._read("package_info")
+
+    def dp_content_state(self, deadline: float) -> Iterator[DPContentRow]:
+        return self._read("dp_content_state")
+
+    def dp_info(self, deadline: float) -> Iterator[DPInfoRow]:
+        return self._read("dp_info")
+
+    def site_code(self) -> str | None:
+        return "ABC"
+
+    def close(self) -> None:
+        pass
+
+
+def collectors_target(collectors: frozenset[Collector] = ALL, **overrides: Any) -> TargetConfig:
+    values: dict[str, Any] = {"interval": 60.0, "timeout": 0.3, "stale_after": 120.0} | overrides
+    return TargetConfig(name="abc", source="winrm", per_row="all", collectors=collectors, **values)
+
+
+def by_name(status: TargetStatus) -> dict[str, CollectorStatus]:
+    return {collector.name: collector for collector in status.collectors}
+
+
+def served(status: TargetStatus) -> set[str]:
+    """The collectors whose data a scrape of this status would send."""
+    families = {name for data in status.exposed for name, piece in data.families.items() if piece.size}
+    return {name for name, family in FIRST_FAMILY.items() if family in families}
+
+
+def test_every_enabled_collector_is_read_and_served_package_status_first() -> None:
+    poller = TargetPoller(collectors_target(), CollectorsSource())
+    poller.poll_once()
+    status = poller.status()
+    assert [c.name for c in status.collectors] == ["package_status", "package_info", "dp_content_state", "dp_info"]
+    assert status.up and all(c.up and not c.stale for c in status.collectors)
+    assert served(status) == set(COLLECTORS)
+    assert status.data is by_name(status)["package_status"].data
+    assert all(sum(c.errors.values()) == 0 for c in status.collectors)
+
+
+FAILURES = [
+    PollError("timeout", "slow"), PollError("connection", "refused"), PollError("auth", "denied"),
+    PollError("wmi_fault", "invalid class", wmi_code=0x80041010), PollError("parse", "broken XML"),
+    PollError("other", "max rows"), RuntimeError("a bug"),
+]
+
+
+@pytest.mark.parametrize("failing", ["package_info", "dp_content_state", "dp_info"])
+@pytest.mark.parametrize("error", FAILURES, ids=lambda e: getattr(e, "reason", type(e).__name__))
+def test_an_optional_collector_failing_leaves_the_others_up_and_served_and_sccm_up_alone(
+    failing: Collector, error: BaseException
+) -> None:
+    reason = error.reason if isinstance(error, PollError) else "other"
+    script: list[Step] = [error]
+    poller = TargetPoller(collectors_target(), CollectorsSource(**{failing: script}))
+    poller.poll_once()
+    status = poller.status()
+    collectors = by_name(status)
+    assert status.up and status.last_success is not None  # sccm_up follows package_status only
+    assert sum(status.errors.values()) == 0  # sccm_poll_errors_total too
+    assert not collectors[failing].up and collectors[failing].last_reason == reason
+    assert dict(collectors[failing].errors) == dict.fromkeys(REASONS, 0) | {reason: 1}
+    assert all(c.up and sum(c.errors.values()) == 0 for c in status.collectors if c.name != failing)
+    assert served(status) == set(COLLECTORS) - {failing}
+    if isinstance(error, RuntimeError):
+        assert collectors[failing].last_error == "RuntimeError: a bug"
+
+
+def test_package_status_failing_sets_sccm_up_to_0_and_the_optional_collectors_are_still_served() -> None:
+    clock = Clock()
+    poller = TargetPoller(collectors_target(), CollectorsSource(package_status=[PollError("auth", "denied")]),
+                          clock=clock)
+    poller.poll_once()
+    status = poller.status()
+    assert not status.up and status.last_success is None and status.errors["auth"] == 1
+    assert status.last_reason == "auth" and by_name(status)["package_status"].errors["auth"] == 1
+    assert [c.name for c in status.collectors if c.up] == ["package_info", "dp_content_state", "dp_info"]
+    assert served(status) == {"package_info", "dp_content_state", "dp_info"}
+
+
+def test_last_poll_success_timestamp_follows_package_status() -> None:
+    clock = Clock()
+    source = CollectorsSource(package_status=[[ROW], PollError("connection", "refused")])
+    poller = TargetPoller(collectors_target(), source, clock=clock)
+    poller.poll_once()
+    assert poller.status().last_success == 1000.0
+    clock.now = 2000.0
+    poller.poll_once()  # the optional collectors succeed, package_status does not
+    assert poller.status().last_success == 1000.0
+
+
+def test_errors_are_counted_per_collector_and_reason_over_polls() -> None:
+    source = CollectorsSource(
+        package_info=[PollError("auth", "denied"), PollError("auth", "denied"), [INFO]],
+        dp_info=[PollError("wmi_fault", "invalid class"), PollError("parse", "bad"), PollError("parse", "bad")],
+    )
+    poller = TargetPoller(collectors_target(), source)
+    for _ in range(3):
+        poller.poll_once()
+    collectors = by_name(poller.status())
+    assert {name: {r: n for r, n in c.errors.items() if n} for name, c in collectors.items()} == {
+        "package_status": {}, "package_info": {"auth": 2}, "dp_content_state": {},
+        "dp_info": {"wmi_fault": 1, "parse": 2},
+    }
+    assert collectors["package_info"].up and collectors["package_info"].last_reason is None
+    assert not collectors["dp_info"].up and collectors["dp_info"].last_error == "bad"
+
+
+def test_a_read_failing_part_way_uses_none_of_its_rows_and_keeps_the_last_good_data() -> None:
+    source = CollectorsSource(dp_info=[[DP, DP._replace(server="DP02")], PollError("connection", "reset")])
+    poller = TargetPoller(collectors_target(), source)
+    poller.poll_once()
+    good = by_name(poller.status())["dp_info"].data
+    assert good is not None and good.rows == 2
+    source.rows_first = 1  # the failing read yields a row before it fails
+    poller.poll_once()
+    assert by_name(poller.status())["dp_info"].data is good
+
+
+def test_a_failed_collector_serves_its_last_good_data_until_stale_after_then_drops_it() -> None:
+    clock = Clock()
+    source = CollectorsSource(package_info=[[INFO], PollError("connection", "refused")])
+    poller = TargetPoller(collectors_target(stale_after=120.0), source, monotonic=clock)
+    poller.poll_once()  # t=1000: all good
+    poller.poll_once()  # package_info fails
+    good = by_name(poller.status())["package_info"].data
+    assert good is not None and good.rows == 1
+    clock.now = 1120.0
+    assert served(poller.status()) == set(COLLECTORS)
+    clock.now = 1121.0  # more than stale_after since its last success
+    status = poller.status()
+    collector = by_name(status)["package_info"]
+    assert collector.stale and collector.data is None
+    assert served(status) == {"package_status", "dp_content_state", "dp_info"}
+    assert not status.stale and status.up and status.data is not None  # a collector that is up is never stale
+    assert not collector.up and collector.errors["connection"] == 1  # health stays
+
+
+def test_collectors_go_stale_independently_of_each_other() -> None:
+    clock = Clock()
+    source = CollectorsSource(
+        package_info=[[INFO], PollError("connection", "refused")],
+        dp_info=[[DP], [DP], PollError("auth", "denied")],
+    )
+    poller = TargetPoller(collectors_target(stale_after=120.0), source, monotonic=clock)
+    poller.poll_once()  # t=1000: all good
+    clock.now = 1050.0
+    poller.poll_once()  # package_info fails (last success 1000); dp_info succeeds (1050)
+    clock.now = 1100.0
+    poller.poll_once()  # dp_info fails (last success 1050)
+    clock.now = 1121.0
+    first = poller.status()
+    assert by_name(first)["package_info"].stale and not by_name(first)["dp_info"].stale
+    assert served(first) == {"package_status", "dp_content_state", "dp_info"}
+    clock.now = 1171.0
+    second = poller.status()
+    assert by_name(second)["dp_info"].stale
+    assert served(second) == {"package_status", "dp_content_state"}
+    assert first.generation != second.generation and first.polls == second.polls
+
+
+def test_a_collector_recovering_serves_its_new_data_and_is_no_longer_stale() -> None:
+    clock = Clock()
+    source = CollectorsSource(package_info=[[INFO], PollError("connection", "refused"), [INFO._replace(name="new")]])
+    poller = TargetPoller(collectors_target(stale_after=10.0), source, monotonic=clock)
+    poller.poll_once()
+    poller.poll_once()
+    clock.now += 11
+    assert by_name(poller.status())["package_info"].stale
+    poller.poll_once()
+    collector = by_name(poller.status())["package_info"]
+    assert collector.up and not collector.stale and collector.data is not None
+    assert 'name="new"' in collector.data.samples["sccm_package_info"]
+
+
+def test_a_hanging_collector_times_out_alone_and_the_others_results_are_recorded() -> None:
+    source = CollectorsSource(dp_content_state=["hang", [CONTENT]])
+    poller = TargetPoller(collectors_target(timeout=0.3), source)
+    started = time.monotonic()
+    poller.poll_once()
+    assert time.monotonic() - started < 0.3 + GRACE + 0.5
+    status = poller.status()
+    collectors = by_name(status)
+    assert status.up and status.polls == 1
+    assert not collectors["dp_content_state"].up and collectors["dp_content_state"].errors["timeout"] == 1
+    assert collectors["dp_content_state"].last_error == (
+        "SMS_PackageStatusDistPointsSummarizer not read within timeout 0.3s"
+    )
+    assert served(status) == {"package_status", "package_info", "dp_info"}
+
+    poller.poll_once()  # its read still hangs: counted again, not started again; the others run
+    collectors = by_name(poller.status())
+    assert source.reads == Counter({"package_status": 2, "package_info": 2, "dp_info": 2, "dp_content_state": 1})
+    assert collectors["dp_content_state"].errors["timeout"] == 2
+    assert collectors["dp_content_state"].last_error == (
+        "previous read of SMS_PackageStatusDistPointsSummarizer still running past its deadline"
+    )
+    assert all(sum(c.errors.values()) == 0 for c in collectors.values() if c.name != "dp_content_state")
+
+    source.release.set()  # the hung read gives up; the next poll reads the class again
+    (hung,) = source.hung
+    hung.join(5)
+    poller.poll_once()
+    collectors = by_name(poller.status())
+    assert collectors["dp_content_state"].up and source.reads["dp_content_state"] == 2
+    assert served(poller.status()) == set(COLLECTORS)
+
+
+def test_several_hanging_collectors_share_one_deadline_and_one_grace() -> None:
+    source = CollectorsSource(package_info=["hang"], dp_content_state=["hang"], dp_info=["hang"])
+    poller = TargetPoller(collectors_target(timeout=0.2), source)
+    started = time.monotonic()
+    poller.poll_once()
+    took = time.monotonic() - started
+    source.release.set()
+    assert took < 0.2 + GRACE + 0.3, f"the poll took {took:.2f}s: the grace was waited once per hanging collector"
+    status = poller.status()
+    assert status.up and [c.name for c in status.collectors if not c.up] == ["package_info", "dp_content_state",
+                                                                            "dp_info"]
+
+
+def test_each_collector_reports_how_long_its_own_read_took() -> None:
+    poller = TargetPoller(collectors_target(timeout=5.0), CollectorsSource(dp_info=["sleep"]))
+    poller.poll_once()
+    status = poller.status()
+    durations = {c.name: c.last_duration for c in status.collectors}
+    assert all(isinstance(took, float) for took in durations.values())
+    assert (durations["dp_info"] or 0) >= 0.2 and (status.last_duration or 0) >= 0.2
+    assert (durations["package_status"] or 0) < 0.2
+
+
+def test_max_rows_fails_only_the_collector_that_exceeds_it() -> None:
+    many = [DP._replace(server=f"DP{n}") for n in range(6)]
+    poller = TargetPoller(collectors_target(max_rows=5), CollectorsSource(dp_info=[many]))
+    poller.poll_once()
+    collectors = by_name(poller.status())
+    assert [c.name for c in collectors.values() if not c.up] == ["dp_info"]
+    assert collectors["dp_info"].last_error == (
+        "SMS_DistributionPointInfo gave more than max_rows 5 rows; poll abandoned")
+
+
+def test_a_target_with_package_status_alone_reads_and_reports_only_that_collector() -> None:
+    source = CollectorsSource()
+    poller = TargetPoller(collectors_target(frozenset({"package_status"})), source)
+    poller.poll_once()
+    status = poller.status()
+    assert [c.name for c in status.collectors] == ["package_status"]
+    assert source.reads == Counter({"package_status": 1})
+    assert served(status) == {"package_status"}
+
+
+def test_a_collector_failure_is_logged_with_its_name(caplog: pytest.LogCaptureFixture) -> None:
+    poller = TargetPoller(collectors_target(), CollectorsSource(package_info=[PollError("auth", "denied")]))
+    with caplog.at_level(logging.INFO, logger="exporter.poller"):
+        poller.poll_once()
+    failed = [r for r in caplog.records if r.getMessage() == "collector failed"]
+    assert [(r.__dict__["collector"], r.__dict__["reason"], r.__dict__["err"]) for r in failed] == [
+        ("package_info", "auth", "denied")
+    ]
+    assert [r.getMessage() for r in caplog.records].count("poll finished") == 1
+
+
+def test_package_status_runs_and_sccm_up_follows_it_even_when_a_target_leaves_it_out() -> None:
+    source = CollectorsSource(package_status=[PollError("auth", "denied")])
+    poller = TargetPoller(collectors_target(frozenset({"dp_info"})), source)
+    poller.poll_once()
+    status = poller.status()
+    assert [c.name for c in status.collectors] == ["package_status", "dp_info"]
+    assert not status.up and status.errors["auth"] == 1 and status.data is None
+    assert source.reads == Counter({"package_status": 1, "dp_info": 1})
