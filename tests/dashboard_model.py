@@ -19,7 +19,16 @@ import promql_parser
 import yaml
 
 from exporter.collectors import DATA_FAMILIES
-from exporter.exposition import BUILD_INFO, LAST_SUCCESS, POLL_DURATION, POLL_ERRORS, UP
+from exporter.exposition import (
+    BUILD_INFO,
+    COLLECTOR_DURATION,
+    COLLECTOR_ERRORS,
+    COLLECTOR_UP,
+    LAST_SUCCESS,
+    POLL_DURATION,
+    POLL_ERRORS,
+    UP,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "grafana" / "dashboards" / "sccm-package-status.json"
@@ -124,9 +133,45 @@ def metric_names(expr: str) -> set[str]:
     return names
 
 
+@dataclass(frozen=True)
+class OuterJoin:
+    """`base * on (keys) group_left (labels) info or on (keys) base`: every row of `base`, with the
+    labels of `info` where `info` has a series for its keys, and as it is where it has none.
+
+    PromQL has no outer join: `*` alone drops the rows that `info` lacks (a package whose name is
+    not known, a DP without facts); `or on (keys) base` puts them back, and only them.
+    """
+
+    base: str
+    info: str
+    keys: tuple[str, ...]
+    labels: tuple[str, ...]
+
+
+def outer_join(expr: str) -> OuterJoin | None:
+    """The parts of `expr` when it is an outer join as above, else None."""
+    node = promql_parser.parse(expr)
+    if not isinstance(node, promql_parser.BinaryExpr) or str(node.op) != "or":
+        return None
+    join = node.lhs
+    if not isinstance(join, promql_parser.BinaryExpr) or str(join.op) != "*":
+        return None
+    outer, inner = node.modifier, join.modifier
+    if outer is None or inner is None or outer.matching is None or inner.matching is None:
+        return None
+    include = promql_parser.LabelModifierType.Include
+    keys = tuple(inner.matching.labels)
+    if (outer.matching.type != include or inner.matching.type != include or tuple(outer.matching.labels) != keys
+            or inner.card != promql_parser.VectorMatchCardinality.ManyToOne or str(join.lhs) != str(node.rhs)):
+        return None
+    return OuterJoin(base=str(node.rhs), info=str(join.rhs), keys=keys, labels=tuple(inner.group_labels or ()))
+
+
 def exporter_families() -> set[str]:
-    """Every family name the exporter serves (the collector's data families and the health ones)."""
-    health = (UP, POLL_DURATION, LAST_SUCCESS, POLL_ERRORS, BUILD_INFO)
+    """Every family name the exporter serves per target: the collectors' data families, the health of the
+    polls and of each collector, and the build info."""
+    health = (UP, POLL_DURATION, LAST_SUCCESS, POLL_ERRORS, COLLECTOR_UP, COLLECTOR_DURATION, COLLECTOR_ERRORS,
+              BUILD_INFO)
     return {f.name for f in DATA_FAMILIES} | {f.name for f in health}
 
 

@@ -32,6 +32,10 @@ EXAMPLE_ALERTMANAGER = PROMETHEUS_DIR / "alertmanager.example.yml"
 RUNBOOK_PREFIX = "https://github.com/sccm-package-exporter/sccm-package-exporter/blob/main/README.md#"
 # Labels an alert about the distribution of a package names in its description, by the rule's metric.
 PER_ROW = {"sccm_package_status", "sccm_package_status_update_timestamp_seconds"}
+# How a description names a package when sccm_package_info of the same target knows it (alerts.yml).
+NAME_LOOKUP = re.compile(
+    r'\{\{ with printf "sccm_package_info\{target=%q, package_id=%q\}"\s+\$labels\.target \$labels\.package_id'
+    r' \| query \}\}\{\{ with \. \| first \| label "name" \}\} \(\{\{ \. \}\}\)\{\{ end \}\}\{\{ end \}\}')
 
 
 def run(*args: str | Path, cwd: Path | None = None) -> str:
@@ -145,10 +149,32 @@ def test_descriptions_name_the_package_server_site_and_target() -> None:
             expected = {"server", "site", "target"}
         elif "sccm_package_status_servers" in used:
             expected = {"package_id", "site", "target"}
+        elif "sccm_collector_up" in used:
+            expected = {"collector", "target"}
         elif used & exporter_families():
             expected = {"target"}
         for label in expected:
             assert "{{ $labels." + label + " }}" in description, (rule["alert"], label)
+
+
+def test_package_alerts_name_the_package_without_depending_on_package_info() -> None:
+    """The name comes from a look-up in the description (tested known and unknown in alerts.test.yml),
+    never from the expression: whether and how long an alert fires does not depend on package_info."""
+    named = 0
+    for rule in alert_rules():
+        description = rule["annotations"]["description"]
+        assert "sccm_package_info" not in metric_names(rule["expr"]), rule["alert"]
+        if "{{ $labels.package_id }}" in description:
+            assert description.startswith("Package {{ $labels.package_id }}"), rule["alert"]
+            assert NAME_LOOKUP.search(description), f"{rule['alert']}: no package name look-up"
+            named += 1
+    assert named == 4
+
+
+def test_collector_alert_leaves_package_status_and_down_targets_to_the_target_alerts() -> None:
+    [rule] = [r for r in alert_rules() if "sccm_collector_up" in metric_names(r["expr"])]
+    assert 'collector!="package_status"' in rule["expr"]
+    assert re.search(r"unless on \([^)]*\btarget\b[^)]*\) sccm_up == 0", rule["expr"]), rule["expr"]
 
 
 def test_rule_expressions_read_only_what_exists() -> None:
