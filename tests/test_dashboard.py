@@ -1,12 +1,16 @@
 """The Grafana dashboard, checked structurally (Grafana itself cannot run here): importable by anyone,
 every panel on the data source variable, every query parses and reads metrics that exist, panels
-laid out without overlap, links that lead somewhere. test_e2e_alerting.py runs every query."""
+laid out without overlap, links that lead somewhere, names and DP facts joined so that rows without
+them stay (and promtool evaluating those joins). test_e2e_alerting.py runs every query."""
 
 from __future__ import annotations
 
 import itertools
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +20,13 @@ from dashboard_model import (
     DATASOURCE_REF,
     ROOT,
     RULES,
+    OuterJoin,
+    Query,
     exporter_families,
     label_values_query,
     load_dashboard,
     metric_names,
+    outer_join,
     panels,
     queries,
     readme_anchors,
@@ -34,6 +41,12 @@ ALL = {"target": ".*", "site": ".*", "server": ".*", "package": ".*"}
 # Core panel types of Grafana 10 and 11 (no plugin to install).
 CORE_PANELS = {"row", "stat", "timeseries", "table", "bargauge", "state-timeline", "gauge", "text", "barchart",
                "piechart", "heatmap", "histogram", "status-history"}
+PACKAGE_INFO_LABELS = {"name", "version", "package_type"}
+DP_INFO_LABELS = ("pull", "pxe", "multicast", "internet_facing")
+# What a table row is about, by what its queries read: one package (on a DP or not) or one DP.
+PER_PACKAGE = {"sccm_package_status", "sccm_package_status_update_timestamp_seconds", "sccm_package_status_servers",
+               "sccm_dp_content_state", "target_site_package_id:sccm_package_status_servers_failing:sum"}
+PER_DP = {"sccm_server_package_status_rows", "target_site_server:sccm_server_package_status_rows_failing:sum"}
 
 
 @pytest.fixture(scope="module")
@@ -209,3 +222,132 @@ def test_provisioning_picks_the_dashboard_up() -> None:
     readme = (ROOT / "README.md").read_text()
     assert f'grafana/dashboards:{provider["options"]["path"]}:ro' in readme
     assert "grafana/provisioning:/etc/grafana/provisioning:ro" in readme
+
+
+def joins(dashboard: dict[str, Any]) -> list[tuple[Query, OuterJoin]]:
+    found = []
+    for query in queries(dashboard):
+        join = outer_join(substitute(query.expr, ALL))
+        if join:
+            found.append((query, join))
+    return found
+
+
+def test_names_and_dp_facts_are_joined_so_that_rows_without_them_stay(dashboard: dict[str, Any]) -> None:
+    """Every query reading sccm_package_info or sccm_distribution_point_info is an outer join
+    (`base * on (...) group_left (...) info or on (...) base`): package_info off, failing or without
+    the package, or dp_info without the DP, leaves the rows of `base` as they are."""
+    joined = dict((q, j) for q, j in joins(dashboard))
+    for query in queries(dashboard):
+        read = metric_names(substitute(query.expr, ALL))
+        if not read & {"sccm_package_info", "sccm_distribution_point_info"}:
+            continue
+        join = joined.get(query)
+        assert join, f"{query}: an info family read other than in the outer join form"
+        assert not metric_names(join.base) & {"sccm_package_info", "sccm_distribution_point_info"}, query
+        if metric_names(join.info) == {"sccm_package_info"}:
+            # Not on site: sccm_package_info's site is the target's own, a status row's is its DP's.
+            assert join.keys == ("target", "package_id"), query
+            assert "name" in join.labels and set(join.labels) <= PACKAGE_INFO_LABELS, query
+        else:
+            assert metric_names(join.info) == {"sccm_distribution_point_info"}, query
+            assert join.keys == ("target", "server") and join.labels == DP_INFO_LABELS, query
+        # The info side is unique per key even if two jobs scrape one target: no many-to-many error.
+        assert join.info.startswith(f"group by ({', '.join(join.keys + join.labels)})"), query
+
+
+def test_package_tables_show_names_and_the_dp_table_dp_facts(dashboard: dict[str, Any]) -> None:
+    joined: dict[int, set[str]] = {q.panel_id: set() for q, _ in joins(dashboard)}
+    for query, join in joins(dashboard):
+        joined[query.panel_id] |= metric_names(join.info)
+    for panel in panels(dashboard):
+        if panel["type"] != "table":
+            continue
+        read = set().union(*(metric_names(substitute(t["expr"], ALL)) for t in panel["targets"]))
+        if read & PER_PACKAGE:
+            assert "sccm_package_info" in joined.get(panel["id"], set()), f"{panel['title']}: no package names"
+        if read & PER_DP and not read & PER_PACKAGE:
+            assert "sccm_distribution_point_info" in joined.get(panel["id"], set()), panel["title"]
+            assert "sccm_distribution_point_groups" in read, panel["title"]
+            renamed = next(t for t in panel["transformations"] if t["id"] == "organize")["options"]["renameByName"]
+            assert set(DP_INFO_LABELS) <= set(renamed), panel["title"]
+
+
+def test_console_state_panels_say_what_to_turn_on_when_empty(dashboard: dict[str, Any]) -> None:
+    """dp_content_state is off by default: its panels show a hint, not a bare "No data"."""
+    console = [p for p in panels(dashboard) if p["type"] != "row" and any(
+        metric_names(substitute(t["expr"], ALL)) & {"sccm_dp_content_state", "sccm_dp_content_state_packages"}
+        for t in p["targets"])]
+    assert len(console) >= 2
+    for panel in console:
+        assert "dp_content_state" in panel["fieldConfig"]["defaults"]["noValue"], panel["title"]
+        assert "dp_content_state" in panel["description"], panel["title"]
+
+
+def test_collector_health_is_shown(dashboard: dict[str, Any]) -> None:
+    read = set().union(*(metric_names(substitute(q.expr, ALL)) for q in queries(dashboard)))
+    assert {"sccm_collector_up", "sccm_collector_duration_seconds", "sccm_collector_errors_total"} <= read
+
+
+# --- the joins evaluated by promtool ---------------------------------------------------------------
+# Target `cas`: status rows of a child site CHD, package_info of the target's own site CAS (as a
+# central site's provider gives them). CAS00001 is known to package_info, CAS00002 is not (only
+# to another target's); DP1 is known to dp_info, DP2 is not.
+JOIN_INPUT = [
+    *(f'sccm_package_status{{job="sccm", instance="x:9864", target="cas", site="CHD", package_id="{p}", '
+      f'server="{s}", type="copy", status="{st}", personality="none"}}'
+      for p in ("CAS00001", "CAS00002") for s, st in (("DP1.corp", "failed"), ("DP2.corp", "sent"))),
+    *(f'sccm_package_status_servers{{job="sccm", instance="x:9864", target="cas", site="CHD", package_id="{p}", '
+      f'status="{st}"}}' for p in ("CAS00001", "CAS00002") for st in ("failed", "sent")),
+    *(f'sccm_server_package_status_rows{{job="sccm", instance="x:9864", target="cas", site="CHD", server="{s}", '
+      f'status="{st}"}}' for s in ("DP1.corp", "DP2.corp") for st in ("failed", "sent")),
+    *(f'sccm_dp_content_state{{job="sccm", instance="x:9864", target="cas", site="CHD", package_id="{p}", '
+      f'server="DP1.corp", state="install_failed"}}' for p in ("CAS00001", "CAS00002")),
+    'sccm_package_info{job="sccm", instance="x:9864", target="other", site="OTH", package_id="CAS00002", '
+    'name="Another target\'s", version="", package_type="regular"}',
+    'sccm_distribution_point_info{job="sccm", instance="x:9864", target="other", site="OTH", server="DP2.corp", '
+    'pull="true", pxe="true", multicast="true", internet_facing="true"}',
+]
+KNOWN_INPUT = [
+    'sccm_package_info{job="sccm", instance="x:9864", target="cas", site="CAS", package_id="CAS00001", '
+    'name="Tools & \\"more\\"", version="1.0", package_type="application"}',
+    'sccm_distribution_point_info{job="sccm", instance="x:9864", target="cas", site="CHD", server="DP1.corp", '
+    'pull="true", pxe="false", multicast="false", internet_facing="false"}',
+]
+
+
+def join_cases(dashboard: dict[str, Any], known: bool) -> list[dict[str, Any]]:
+    cases: list[dict[str, Any]] = []
+    for query, join in joins(dashboard):
+        expr = substitute(query.expr, ALL)
+        if join.keys == ("target", "package_id"):
+            by = "package_id, name"
+            named = '{package_id="CAS00001", name="Tools & \\"more\\""}' if known else '{package_id="CAS00001"}'
+            expected = [named, '{package_id="CAS00002"}']
+        else:
+            by = "server, pull"
+            expected = ['{server="DP1.corp", pull="true"}' if known else '{server="DP1.corp"}', '{server="DP2.corp"}']
+        cases.append({"expr": f"group by ({by}) ({expr})", "eval_time": "2m",
+                      "exp_samples": [{"labels": labels, "value": 1} for labels in expected]})
+        # As many rows as the query without the join: none lost, none doubled.
+        cases.append({"expr": f"count({expr}) - count({join.base})", "eval_time": "2m",
+                      "exp_samples": [{"labels": "{}", "value": 0}]})
+    return cases
+
+
+def test_promtool_evaluates_the_joins_with_and_without_names(
+    dashboard: dict[str, Any], promtool: str, tmp_path: Path
+) -> None:
+    assert {j.keys for _, j in joins(dashboard)} == {("target", "package_id"), ("target", "server")}
+    shutil.copy(RULES, tmp_path / "rules.yml")
+    tests = [
+        {"name": f"package_info and dp_info {'on' if known else 'off'}", "interval": "1m",
+         "input_series": [{"series": s, "values": "1x5"} for s in JOIN_INPUT + (KNOWN_INPUT if known else [])],
+         "promql_expr_test": join_cases(dashboard, known)}
+        for known in (True, False)
+    ]
+    (tmp_path / "joins.test.yml").write_text(
+        yaml.safe_dump({"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": tests}, sort_keys=False))
+    result = subprocess.run([promtool, "test", "rules", "joins.test.yml"], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
