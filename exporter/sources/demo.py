@@ -12,8 +12,30 @@ version. `UpdateTime` is when the row last changed status, and the MASTER row's 
 version was created. At any moment most rows are `installed`, a few percent are in flight,
 retrying or failed, as on a healthy site.
 
-The rows are a pure function of (seed, time): `DemoSite.rows_at(t)`. `DemoSource` memoises it
-per package, so that a poll only rebuilds the packages whose rows changed since the last one.
+The optional collectors' classes describe the same site at the same moment:
+
+* `SMS_PackageBaseclass` (`package_info`): each package has a ConfigMgr-like name, version and
+  PackageType (the built-in client, USMT and boot image packages first, then a mix of
+  applications, packages, driver packages, software update packages, task sequences, OS images and
+  upgrade packages). `SourceVersion` rises with every version of the simulation (1 when the
+  package was created, some time in the first months of 2024), `SourceDate` is when the current
+  version was created (the MASTER row's `UpdateTime`) and the size follows the package's type,
+  the simulated transfer size and the version.
+* `SMS_PackageStatusDistPointsSummarizer` (`dp_content_state`): one row per COPY row, with the
+  console's state of it (`installed`; `sent`/`received` install pending, `retry` install
+  retrying, `failed` install failed, `pending_remove` and `removed` removal pending). On a real
+  site a finished removal deletes both rows; the simulation keeps its `removed` COPY rows until
+  the next version, and its summary then shows the removal as still pending, as a summariser
+  that has not run since would. `LastCopied` is when the current version was installed on the
+  DP, nil while it is not (yet) there.
+* `SMS_DistributionPointInfo` (`dp_info`): the DPs, a third of them pull DPs (the slowest links:
+  branch offices), about half answering PXE, a few doing multicast, one in fifteen (at least one
+  from six DPs on) facing the internet, a rare peer DP, most in two or three DP groups.
+
+The rows are pure functions of (seed, time): `DemoSite.rows_at(t)`, `package_info_at(t)`,
+`dp_content_at(t)` and `distribution_points`. `DemoSource` memoises the status rows per package, so that a
+poll only rebuilds the packages whose rows changed since the last one; the other classes read
+those snapshots only as hints (see `DemoSource`), so that the four methods may run at once.
 """
 
 from __future__ import annotations
@@ -23,10 +45,14 @@ import random
 import time
 import zlib
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 
+from exporter.collectors.dp_content_state import DPContentRow
+from exporter.collectors.dp_info import DPInfoRow
+from exporter.collectors.package_info import PackageInfoRow
 from exporter.config import TargetConfig
 from exporter.rows import TYPE_COPY, TYPE_MASTER, PackageStatusRow
 
@@ -102,6 +128,8 @@ class DemoSite:
     master: _Server
     servers: tuple[_Server, ...]
     packages: tuple[_Package, ...]
+    catalog: tuple[_CatalogEntry, ...]  # per package: what SMS_PackageBaseclass says of it
+    distribution_points: tuple[DPInfoRow, ...]  # per DP: its SMS_DistributionPointInfo row
 
     @classmethod
     def build(cls, site_code: str, packages: int, servers: int, seed: int) -> DemoSite:
@@ -128,7 +156,12 @@ class DemoSite:
             )
             for n in range(packages)
         )
-        return cls(site_code=site_code, seed=seed, master=master, servers=dps, packages=pkgs)
+        # Drawn from streams of their own, so that the status rows are the same with or without them.
+        return cls(
+            site_code=site_code, seed=seed, master=master, servers=dps, packages=pkgs,
+            catalog=_catalog(seed, pkgs),
+            distribution_points=_distribution_points(site_code, seed, dps),
+        )
 
     def rows_at(self, t: float) -> list[PackageStatusRow]:
         """Every row at Unix time `t`: per package the MASTER row, then a COPY row per DP."""
@@ -140,7 +173,7 @@ class DemoSite:
     def snapshot(self, index: int, t: float, last: _Snapshot | None) -> _Snapshot:
         """Package `index`'s rows at `t`, reusing what `last` (an earlier snapshot) still holds."""
         package = self.packages[index]
-        number = math.floor((t + package.phase) / package.period)
+        number = _number(package, t)
         if last is None or last.version.number != number:
             last, version = None, self._version(index, number)
         elif last.valid_from <= t < last.valid_until:
@@ -191,9 +224,8 @@ class DemoSite:
         package = self.packages[index]
         start = number * package.period - package.phase
         end = start + package.period
-        # An integer seed gives the same sequence on every Python version and platform.
-        draw = random.Random((self.seed * 1_000_003 + index) * 1_000_033 + number).random
-        size = package.size * (0.8 + 0.45 * draw())  # versions differ a little in size
+        draw = self._draws(index, number)
+        size = package.size * _version_scale(draw)  # the first draw: `package_info_at` reads it too
         send, install = 180 * size, round(30 + 60 * size)
         received = [start + round((60 + send * dp.link) * (0.7 + 0.6 * draw())) for dp in self.servers]
         done = [at + round(install * (0.7 + 0.6 * draw())) for at in received]
@@ -209,6 +241,71 @@ class DemoSite:
                 kept = bisect_right(dp_times, end - 1)
                 times[dp], statuses[dp] = dp_times[:kept], statuses[dp][:kept]
         return _Version(number=number, start=start, end=end, times=tuple(times), statuses=tuple(statuses))
+
+    def _draws(self, index: int, number: int) -> Callable[[], float]:
+        """The random draws of version `number` of package `index`, from their start."""
+        # An integer seed gives the same sequence on every Python version and platform.
+        return random.Random((self.seed * 1_000_003 + index) * 1_000_033 + number).random
+
+    # --- the optional collectors' classes -------------------------------------------------------
+
+    def package_info_at(self, t: float) -> list[PackageInfoRow]:
+        """Every package's `SMS_PackageBaseclass` row at Unix time `t`: the version in force then."""
+        rows: list[PackageInfoRow] = []
+        for index, (package, entry) in enumerate(zip(self.packages, self.catalog, strict=True)):
+            number = _number(package, t)
+            rows.append(PackageInfoRow(
+                package_id=package.package_id,
+                name=entry.name,
+                version=entry.version,
+                package_type=entry.package_type,
+                source_version=max(1, number - entry.first_version + 1),
+                source_date=float(number * package.period - package.phase),  # the version's start
+                # One draw, not the whole version: its first is its size.
+                size_bytes=round(entry.size_kb * _version_scale(self._draws(index, number))) * 1024,
+            ))
+        return rows
+
+    def dp_content_at(self, t: float, hints: Sequence[_Snapshot | None] | None = None) -> Iterator[DPContentRow]:
+        """Every `SMS_PackageStatusDistPointsSummarizer` row at `t`: per package and DP, the console's
+        state of its COPY row at `t`. `hints` (per package, an earlier snapshot or None) only spare
+        recomputing what they still hold; the rows are the same whatever they are.
+
+        Yielded package by package, not as one list: the rows are new objects on every call, and a
+        consumer that drops them as they come (an aggregate) then leaves the garbage collector
+        nothing to do, where a list of 400,000 made it walk the whole heap several times."""
+        for index in range(len(self.packages)):
+            yield from self._content_rows(self.snapshot(index, t, None if hints is None else hints[index]))
+
+    def _content_rows(self, snapshot: _Snapshot) -> list[DPContentRow]:
+        """The summariser's rows of one package, one per COPY row of the snapshot."""
+        site, package_id = self.site_code, snapshot.rows[0].package_id
+        # tuple.__new__, not the NamedTuple's constructor (a Python function): this builds a row
+        # per package and DP on every poll, and the extra call was a third of the time.
+        new = tuple.__new__
+        rows: list[DPContentRow] = []
+        append = rows.append
+        for dp, (_, _, server, _, status, _, update_time, _) in enumerate(snapshot.rows[1:]):
+            if status == INSTALLED:
+                append(new(DPContentRow, (site, package_id, server, _STATE_INSTALLED, update_time)))
+            elif status in (PENDING_REMOVE, REMOVED):
+                # A copy is removed only once settled: LastCopied is when it was installed, if it was.
+                times, statuses = snapshot.version.times[dp], snapshot.version.statuses[dp]
+                copied = float(times[statuses.index(INSTALLED)]) if INSTALLED in statuses else None
+                append(new(DPContentRow, (site, package_id, server, _STATE_REMOVAL_PENDING, copied)))
+            else:  # on its way or failing: this version is not there yet
+                append(new(DPContentRow, (site, package_id, server, _CONTENT_STATES[status], None)))
+        return rows
+
+
+def _number(package: _Package, t: float) -> int:
+    """The number of `package`'s version in force at `t`."""
+    return math.floor((t + package.phase) / package.period)
+
+
+def _version_scale(draw: Callable[[], float]) -> float:
+    """A version's size relative to its package's: versions differ a little."""
+    return 0.8 + 0.45 * draw()
 
 
 _DELIVERED: tuple[int, ...] = (SENT, RECEIVED, INSTALLED)
@@ -232,8 +329,213 @@ def _remove(draw: Callable[[], float], times: tuple[int, ...], statuses: tuple[i
     return (*times, pending, removed), (*statuses, PENDING_REMOVE, REMOVED)
 
 
+# --- SMS_PackageBaseclass and SMS_DistributionPointInfo: what the site holds -----------------------
+
+_SITE_CREATED = datetime(2024, 1, 1, tzinfo=UTC).timestamp()  # packages come in its first 120 days
+_CREATED_SPREAD = 120 * 24 * _HOUR
+
+# PackageType (exporter.collectors.package_info.PACKAGE_TYPE_NAMES).
+REGULAR, DRIVER, TASK_SEQUENCE, SOFTWARE_UPDATE, VIRTUAL_APP, APPLICATION = 0, 3, 4, 5, 7, 8
+IMAGE, BOOT_IMAGE, OS_UPGRADE = 257, 258, 259
+
+
+@dataclass(frozen=True, slots=True)
+class _CatalogEntry:
+    """A package's `SMS_PackageBaseclass` properties apart from those that move with its versions."""
+
+    name: str
+    version: str
+    package_type: int
+    size_kb: float  # content size of a version of the package's usual size
+    first_version: int  # the version number that is SourceVersion 1
+
+
+# (Name, Version, typical size in MB); a `#` in a version is a digit drawn per package.
+_Named = tuple[str, str, float]
+
+# The packages every site has from its installation, in this order, then the drawn ones.
+_BUILT_IN: tuple[tuple[int, _Named], ...] = (
+    (REGULAR, ("User State Migration Tool for Windows", "10.0.22621.1", 65)),
+    (REGULAR, ("Configuration Manager Client Package", "", 420)),
+    (REGULAR, ("Configuration Manager Client Piloting Package", "", 420)),
+    (BOOT_IMAGE, ("Boot image (x64)", "10.0.22621.1", 520)),
+)
+_APPLICATIONS: tuple[_Named, ...] = (
+    ("Google Chrome", "12#.0.6###.##", 110), ("Mozilla Firefox ESR", "11#.#.0", 60), ("7-Zip", "2#.0#", 2),
+    ("Notepad++", "8.#.#", 5), ("Adobe Acrobat Reader", "2#.00#.2####", 700),
+    ("Microsoft Edge", "12#.0.2###.##", 170), ("Microsoft 365 Apps for enterprise", "16.0.17###.2####", 3200),
+    ("Microsoft Teams", "", 140), ("Zoom Workplace", "6.#.##", 90), ("VLC media player", "3.0.##", 45),
+    ("Cisco Secure Client", "5.1.#.##", 120), ("Citrix Workspace", "24.#.#.##", 300),
+    ("Eclipse Temurin JRE 17", "17.0.1#", 45), ("Python 3.12", "3.12.#", 28), ("Git for Windows", "2.4#.#", 65),
+    ("Visual Studio Code", "1.9#.#", 100), ("PuTTY", "0.8#", 4), ("WinSCP", "6.#.#", 12),
+    ("KeePass Password Safe", "2.5#", 4), ("Greenshot", "1.2.10.#", 2), ("Paint.NET", "5.0.#", 90),
+    ("SAP GUI for Windows", "8.00 PL#", 1100), ("Microsoft Power BI Desktop", "2.1##.###.0", 600),
+    ("Microsoft Visio LTSC 2021", "", 3000), ("Microsoft Project LTSC 2021", "", 3000),
+    ("Autodesk AutoCAD LT 2024", "", 2600), ("Dell Command | Update", "5.#.0", 110),
+    ("HP Image Assistant", "5.#.#.##", 30), ("FortiClient VPN", "7.#.#.####", 150), ("Webex", "44.#.#.####", 300),
+    ("Slack", "4.3#.##", 110), ("SQL Server Management Studio", "20.#.##.0", 550), ("Wireshark", "4.#.#", 85),
+    ("Microsoft Visual C++ 2015-2022 Redistributable (x64)", "14.3#.3####.0", 25),
+    ("Microsoft .NET Desktop Runtime 8", "8.0.#", 55), ("Snagit", "2024.#.#", 330),
+    ("Microsoft Company Portal", "", 80),
+)
+_REGULAR: tuple[_Named, ...] = (
+    ("PowerShell App Deployment Toolkit", "3.#.#", 3), ("Corporate Wallpaper and Branding", "2024.#", 25),
+    ("Printer Drivers - Xerox VersaLink", "5.###.#.#", 180), ("Printer Drivers - HP Universal PCL 6", "7.#.#.####", 40),
+    ("BIOS Update - Dell Latitude 5440", "1.1#.0", 35), ("BIOS Update - HP EliteBook 840 G10", "01.0#.##", 30),
+    ("BIOS Update - Lenovo ThinkPad T14 Gen 4", "1.##", 40), ("Windows 11 Language Pack - de-DE", "", 600),
+    ("Windows 11 Language Pack - fr-FR", "", 600), ("Windows 11 Features on Demand", "", 1800),
+    ("MDT Toolkit Package", "6.3.8456.1000", 20), ("MDT Settings Package", "", 0.2),
+    ("Scripts - Helpdesk Toolkit", "#.#", 1), ("Microsoft Defender for Endpoint Onboarding", "", 0.05),
+)
+_DRIVERS: tuple[_Named, ...] = tuple(
+    (f"Drivers - {model} - Windows {os} x64", "", size)
+    for model, size in (
+        ("Dell Latitude 5440", 1400), ("Dell Latitude 7440", 1500), ("Dell OptiPlex 7010", 900),
+        ("Dell Precision 3581", 2200), ("HP EliteBook 840 G10", 1300), ("HP ProBook 450 G9", 1100),
+        ("HP EliteDesk 800 G9", 800), ("Lenovo ThinkPad T14 Gen 4", 1000), ("Lenovo ThinkPad X1 Carbon Gen 11", 900),
+        ("Lenovo ThinkCentre M70q Gen 4", 600), ("Microsoft Surface Laptop 5", 700), ("Microsoft Surface Pro 9", 750),
+    )
+    for os in ("11", "10")
+)
+_SOFTWARE_UPDATES: tuple[_Named, ...] = (
+    ("Software Updates - Workstations - 2024", "", 6000), ("Software Updates - Servers - 2024", "", 4000),
+    ("Software Updates - Workstations - 2023", "", 8000), ("Windows 11 Cumulative Updates", "", 3500),
+    ("Microsoft 365 Apps Updates", "", 2500), ("Endpoint Protection Definition Updates", "", 150),
+    ("Microsoft Edge Updates", "", 700), (".NET Framework Updates", "", 400), ("Third-Party Updates", "", 900),
+    ("Windows Server 2022 Updates", "", 2000),
+)
+_TASK_SEQUENCES: tuple[_Named, ...] = tuple(  # a task sequence has no content of its own
+    (name, "", 0)
+    for name in (
+        "Deploy Windows 11 23H2 x64", "Deploy Windows 11 24H2 x64", "Windows 11 24H2 In-Place Upgrade",
+        "Build and Capture - Windows 11 Enterprise", "Deploy Windows Server 2022", "BIOS to UEFI Conversion",
+        "Refresh - Windows 11 with USMT", "Driver Update - All Models",
+    )
+)
+_IMAGES: tuple[_Named, ...] = (
+    ("Windows 11 Enterprise 23H2 x64", "10.0.22631.3###", 5200),
+    ("Windows 11 Enterprise 24H2 x64", "10.0.26100.2###", 5600),
+    ("Windows 10 Enterprise 22H2 x64", "10.0.19045.4###", 4600),
+    ("Windows Server 2022 Standard", "10.0.20348.2###", 5000),
+)
+_OS_UPGRADES: tuple[_Named, ...] = (
+    ("Windows 11 23H2 Upgrade Package", "10.0.22631.3###", 4800),
+    ("Windows 11 24H2 Upgrade Package", "10.0.26100.2###", 5200),
+)
+_BOOT_IMAGES: tuple[_Named, ...] = (
+    ("WinPE 11 x64 - PXE", "10.0.26100.1", 560), ("WinPE 11 x64 - Media", "10.0.26100.1", 600),
+)
+_VIRTUAL_APPS: tuple[_Named, ...] = (
+    ("Microsoft Visio 2016 (App-V)", "", 1400), ("Legacy ERP Client (App-V)", "4.2", 300),
+    ("Adobe Photoshop Elements (App-V)", "", 2500),
+)
+
+# The packages after the built-in ones: (PackageType, weight, names).
+_KINDS: tuple[tuple[int, int, tuple[_Named, ...]], ...] = (
+    (APPLICATION, 40, _APPLICATIONS),
+    (REGULAR, 14, _REGULAR),
+    (DRIVER, 12, _DRIVERS),
+    (SOFTWARE_UPDATE, 12, _SOFTWARE_UPDATES),
+    (TASK_SEQUENCE, 7, _TASK_SEQUENCES),
+    (IMAGE, 5, _IMAGES),
+    (OS_UPGRADE, 4, _OS_UPGRADES),
+    (VIRTUAL_APP, 4, _VIRTUAL_APPS),
+    (BOOT_IMAGE, 2, _BOOT_IMAGES),
+)
+_KIND_WEIGHTS = [weight for _, weight, _ in _KINDS]
+
+
+def _catalog(seed: int, packages: Sequence[_Package]) -> tuple[_CatalogEntry, ...]:
+    """Each package's name, version, type and usual size, drawn in package order, so that a larger
+    site with the same seed starts with the same packages.
+
+    Names are dealt from a shuffled deck per type; when a deck runs out it is dealt again. A name
+    that comes back with a version already used gets the number of its round (`Drivers - ...
+    (2)`), as an admin's copies do, so that no two packages have the same name and version."""
+    rng = random.Random(f"{seed}/package-info")  # a str seed is stable on every Python too
+    decks: dict[int, list[_Named]] = {}
+    rounds: dict[int, int] = {}
+    used: set[tuple[str, str]] = set()
+    entries = []
+    for index, package in enumerate(packages):
+        if index < len(_BUILT_IN):
+            package_type, (name, template, megabytes) = _BUILT_IN[index]
+            created = _SITE_CREATED
+        else:
+            package_type, _, names = rng.choices(_KINDS, weights=_KIND_WEIGHTS)[0]
+            deck = decks.setdefault(package_type, [])
+            if not deck:
+                deck.extend(rng.sample(names, len(names)))
+                rounds[package_type] = rounds.get(package_type, 0) + 1
+            name, template, megabytes = deck.pop()
+            created = _SITE_CREATED + rng.uniform(0, _CREATED_SPREAD)
+        version = "".join(str(rng.randrange(10)) if c == "#" else c for c in template)
+        if (name, version) in used:  # a name comes once per round: with its round, it is new
+            name = f"{name} ({rounds[package_type]})"
+        used.add((name, version))
+        # The larger the package's simulated transfers, the larger its content: from 0.7 to 1.4
+        # times its name's typical size.
+        low, high = _SIZE_RANGE
+        scale = 2.0 ** ((math.log2(package.size) - low) / (high - low) - 0.5)
+        entries.append(_CatalogEntry(
+            name=name,
+            version=version,
+            package_type=package_type,
+            size_kb=megabytes * 1024 * scale,
+            first_version=_number(package, created),
+        ))
+    return tuple(entries)
+
+
+_PULL_SHARE = 1 / 3  # the DPs with the slowest links: branch offices pulling from a source DP
+_PXE_SHARE = 0.45
+_NO_GROUP_RATE = 0.05  # DPs added lately, in no group yet
+
+
+def _distribution_points(site_code: str, seed: int, servers: Sequence[_Server]) -> tuple[DPInfoRow, ...]:
+    """Each DP's `SMS_DistributionPointInfo` row: a pure function of (seed, the DPs' links)."""
+    rng = random.Random(f"{seed}/dp-info")
+    count = len(servers)
+    slowest = sorted(range(count), key=lambda dp: servers[dp].link, reverse=True)
+    pull = set(slowest[: round(count * _PULL_SHARE)])
+    pushed = [dp for dp in range(count) if dp not in pull]
+    pxe = set(rng.sample(range(count), round(count * _PXE_SHARE)))
+    # Multicast and internet-facing: on DPs that Distribution Manager pushes to (not pull DPs).
+    multicast_candidates = [dp for dp in pushed if dp in pxe]
+    multicast = set(rng.sample(multicast_candidates, (len(multicast_candidates) + 2) // 4))
+    intranet_only = [dp for dp in pushed if dp not in pxe]  # no PXE nor multicast over the internet
+    internet = set(rng.sample(intranet_only, min(len(intranet_only), max(1, count // 15)))) if count >= 6 else set()
+    peer = set(rng.sample(sorted(pull), min(len(pull), count // 40)))
+    rows = []
+    for dp, server in enumerate(servers):
+        # All DPs; its region, mostly; the PXE DPs; now and then a project's group.
+        grouped = rng.random() >= _NO_GROUP_RATE
+        groups = 1 + (rng.random() < 0.85) + (dp in pxe) + (rng.random() < 0.15) if grouped else 0
+        rows.append(DPInfoRow(
+            site=site_code, server=server.host, pull=dp in pull, pxe=dp in pxe, multicast=dp in multicast,
+            peer=dp in peer, internet_facing=dp in internet, groups=groups,
+        ))
+    return tuple(rows)
+
+
+# SMS_PackageStatus.Status of a COPY row -> the console's state of the package on the DP
+# (exporter.collectors.dp_content_state.STATE_NAMES). `removed`: see the module's docstring.
+_STATE_INSTALLED, _STATE_REMOVAL_PENDING = 0, 4
+_CONTENT_STATES: dict[int, int] = {
+    SENT: 1, RECEIVED: 1, INSTALLED: _STATE_INSTALLED, RETRY: 2, FAILED: 3,
+    PENDING_REMOVE: _STATE_REMOVAL_PENDING, REMOVED: _STATE_REMOVAL_PENDING,
+}
+
+
 class DemoSource:
-    """A `Source` serving a `DemoSite` at the clock's time (wall-clock unless a test gives one)."""
+    """A `Source` serving a `DemoSite` at the clock's time (wall-clock unless a test gives one).
+
+    The collectors of a poll call its methods at once, from their own threads. Only `rows` writes
+    (its per-package snapshots, one list item at a time, each an immutable `_Snapshot`);
+    `dp_content_state` reads them as hints, which only spare work; the others read nothing that
+    moves. So no lock: no method waits on another, and each answers as the pure functions of
+    `DemoSite` would at its own clock reading.
+    """
 
     def __init__(self, target: TargetConfig, clock: Callable[[], float] = time.time) -> None:
         seed = target.seed if target.seed is not None else default_seed(target.name)
@@ -256,6 +558,19 @@ class DemoSource:
             self._snapshots[index] = snapshot
             rows.extend(snapshot.rows)
         return rows
+
+    def package_info(self, deadline: float) -> Iterator[PackageInfoRow]:
+        yield from self.site.package_info_at(self._clock())
+
+    def dp_content_state(self, deadline: float) -> Iterator[DPContentRow]:
+        yield from self.dp_content_state_at(self._clock())
+
+    def dp_content_state_at(self, t: float) -> Iterator[DPContentRow]:
+        """The rows of `self.site.dp_content_at(t)`, helped by the status rows' latest snapshots."""
+        return self.site.dp_content_at(t, tuple(self._snapshots))
+
+    def dp_info(self, deadline: float) -> Iterator[DPInfoRow]:
+        yield from self.site.distribution_points
 
     def site_code(self) -> str | None:
         return self.site.site_code
