@@ -4,7 +4,9 @@ The collector formats lines itself and splices pre-compressed pieces into gzip b
 same rows go through prometheus_client (families computed plainly from the rows, in a custom
 collector, written by `generate_latest`): both texts parsed with `prometheus_client.parser` must
 hold the same families, HELP, TYPE and samples. `promtool check metrics` must accept the body,
-and its gzip form must decompress to exactly the plain one.
+and its gzip form must decompress to exactly the plain one. The collectors' health families
+(`sccm_collector_*`) are checked exactly, and a body is rebuilt when one optional collector's data
+goes stale between two polls.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import gzip
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from types import MappingProxyType
 from typing import Any
 
 from conftest import promtool_check_metrics
@@ -21,11 +24,17 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import wsman
+from exporter.collectors.dp_content_state import DPContentAggregate, DPContentRow
+from exporter.collectors.dp_info import DPInfoAggregate, DPInfoRow
+from exporter.collectors.package_info import PackageInfoAggregate, PackageInfoRow
 from exporter.collectors.package_status import FAMILIES as DATA_FAMILIES
 from exporter.collectors.package_status import PackageStatusAggregate, render_rows
+from exporter.config import COLLECTORS, Collector, TargetConfig
+from exporter.errors import REASONS, PollError, Reason
 from exporter.exposition import Body, BodyCache, build_body, render
+from exporter.families import Exposition
 from exporter.pagerows import item_row
-from exporter.poller import TargetStatus
+from exporter.poller import CollectorStatus, TargetPoller, TargetStatus
 from exporter.rows import PERSONALITY_NAMES, STATUS_NAMES, TYPE_NAMES, PackageStatusRow, enum_label
 
 Parsed = dict[str, tuple[str, str, dict[tuple[tuple[str, str], ...], float]]]
@@ -229,3 +238,191 @@ def test_body_cache_builds_once_per_generation() -> None:
     assert cache.get([first]) is cache.get([first])
     later: Any = TargetStatus("abc", 2, True, 0.5, 2.0, None, None, {}, first.data, False)
     assert cache.get([later]) is not cache.get([first])
+
+
+# --- the collectors' health families -----------------------------------------------------------
+
+REASON_ORDER = ("timeout", "connection", "auth", "wmi_fault", "parse", "other")
+
+
+def collector(name: Collector, up: bool = True, duration: float | None = 0.25, errors: dict[Reason, int] | None = None,
+              data: Exposition | None = None, stale: bool = False) -> CollectorStatus:
+    return CollectorStatus(name, up, duration, None if up else "auth", None if up else "denied",
+                           MappingProxyType(dict.fromkeys(REASONS, 0) | (errors or {})), data, stale)
+
+
+def health_section(text: str, first: str) -> str:
+    """The lines of `text` from `# HELP first` up to the build info."""
+    return text[text.index(f"# HELP {first} "): text.index("# HELP sccm_exporter_build_info ")]
+
+
+def collector_errors(target: str, name: str, **counts: int) -> str:
+    head = f'sccm_collector_errors_total{{target="{target}",collector="{name}"'
+    return "".join(f'{head},reason="{reason}"}} {counts.get(reason, 0)}\n' for reason in REASON_ORDER)
+
+
+def several_targets() -> list[TargetStatus]:
+    abc = TargetStatus("abc", 3, True, 1.5, 1714558953.5, None, None, {}, None, False, (
+        collector("package_status", duration=1.25),
+        collector("package_info", up=False, duration=0.125, errors={"auth": 2, "timeout": 1}),
+        collector("dp_content_state", duration=1.5),
+        collector("dp_info", duration=0.0625),
+    ))
+    down = TargetStatus("d\"ef", 2, False, 0.5, None, "timeout", "slow", {"timeout": 2}, None, False, (
+        collector("package_status", up=False, duration=0.5, errors={"timeout": 2}),
+        collector("dp_info", duration=0.25),
+    ))
+    starting = TargetStatus("new", 0, False, None, None, None, None, {}, None, False, (
+        collector("package_status", up=False, duration=None), collector("package_info", up=False, duration=None),
+    ))
+    return [abc, down, starting]
+
+
+def test_collector_health_families_for_several_targets_exactly() -> None:
+    text = render(several_targets())
+    assert health_section(text, "sccm_collector_up") == (
+        "# HELP sccm_collector_up 1 if the collector's class was read in the target's last poll, else 0; one per "
+        "enabled collector (package_status: SMS_PackageStatus, package_info: SMS_PackageBaseclass, dp_content_state: "
+        "SMS_PackageStatusDistPointsSummarizer, dp_info: SMS_DistributionPointInfo).\n"
+        "# TYPE sccm_collector_up gauge\n"
+        'sccm_collector_up{target="abc",collector="package_status"} 1\n'
+        'sccm_collector_up{target="abc",collector="package_info"} 0\n'
+        'sccm_collector_up{target="abc",collector="dp_content_state"} 1\n'
+        'sccm_collector_up{target="abc",collector="dp_info"} 1\n'
+        'sccm_collector_up{target="d\\"ef",collector="package_status"} 0\n'
+        'sccm_collector_up{target="d\\"ef",collector="dp_info"} 1\n'
+        'sccm_collector_up{target="new",collector="package_status"} 0\n'
+        'sccm_collector_up{target="new",collector="package_info"} 0\n'
+        "# HELP sccm_collector_duration_seconds How long the collector's read of its class took in the target's "
+        "last poll.\n"
+        "# TYPE sccm_collector_duration_seconds gauge\n"
+        'sccm_collector_duration_seconds{target="abc",collector="package_status"} 1.25\n'
+        'sccm_collector_duration_seconds{target="abc",collector="package_info"} 0.125\n'
+        'sccm_collector_duration_seconds{target="abc",collector="dp_content_state"} 1.5\n'
+        'sccm_collector_duration_seconds{target="abc",collector="dp_info"} 0.0625\n'
+        'sccm_collector_duration_seconds{target="d\\"ef",collector="package_status"} 0.5\n'
+        'sccm_collector_duration_seconds{target="d\\"ef",collector="dp_info"} 0.25\n'
+        "# HELP sccm_collector_errors_total Failed reads of the collector's class by reason (timeout, connection, "
+        "auth, wmi_fault, parse, other).\n"
+        "# TYPE sccm_collector_errors_total counter\n"
+        + collector_errors("abc", "package_status")
+        + collector_errors("abc", "package_info", auth=2, timeout=1)
+        + collector_errors("abc", "dp_content_state")
+        + collector_errors("abc", "dp_info")
+        + collector_errors('d\\"ef', "package_status", timeout=2)
+        + collector_errors('d\\"ef', "dp_info")
+        + collector_errors("new", "package_status")
+        + collector_errors("new", "package_info")
+    )
+
+
+def test_sccm_up_and_the_poll_families_follow_package_status() -> None:
+    text = render(several_targets())
+    got = parse(text)
+    assert got["sccm_up"][2] == {(("target", "abc"),): 1.0, (("target", 'd"ef'),): 0.0, (("target", "new"),): 0.0}
+    assert got["sccm_poll_errors"][2][(("reason", "timeout"), ("target", 'd"ef'))] == 2.0
+    assert sum(value for key, value in got["sccm_poll_errors"][2].items() if ("target", "abc") in key) == 0
+
+
+def test_a_target_without_collectors_reports_no_collector_families() -> None:
+    text = render([TargetStatus("old", 1, True, 0.5, 1.0, None, None, {}, None, False)])
+    assert "sccm_collector_" not in text and 'sccm_up{target="old"} 1' in text
+
+
+def test_no_duration_header_when_no_collector_has_finished_a_read() -> None:
+    text = render([several_targets()[2]])
+    assert "sccm_collector_duration_seconds" not in text
+    assert 'sccm_collector_up{target="new",collector="package_info"} 0\n' in text
+
+
+def optional_data() -> dict[Collector, Exposition]:
+    info = PackageInfoAggregate()
+    info.add([PackageInfoRow("ABC00001", 'Off"ice\n365', "16", 0, 3, 1714558953.5, 1024)])
+    content = DPContentAggregate("all")
+    content.add([DPContentRow("ABC", "ABC00001", "DP01", 3, 1714558953.25), DPContentRow("ABC", "P2", "DP01", 17)])
+    dps = DPInfoAggregate()
+    dps.add([DPInfoRow("ABC", "DP01", pxe=True, groups=2)])
+    return {"package_info": info.render("abc", "ABC"), "dp_content_state": content.render("abc", "ABC"),
+            "dp_info": dps.render("abc", "ABC")}
+
+
+def test_promtool_accepts_every_collector_and_its_health(promtool: str) -> None:
+    data = optional_data()
+    core = render_rows("abc", dataset_rows("ABC")[:200] + odd_rows(), "all", "ABC")
+    abc = TargetStatus("abc", 3, True, 1.5, 1714558953.5, None, None, {}, core, False, (
+        collector("package_status", data=core),
+        collector("package_info", data=data["package_info"]),
+        collector("dp_content_state", up=False, errors={"wmi_fault": 1}, data=data["dp_content_state"]),
+        collector("dp_info", data=data["dp_info"]),
+    ))
+    text = render([abc, *several_targets()[1:]])
+    names = {family.name for family in text_string_to_metric_families(text)}
+    assert {"sccm_package_info", "sccm_dp_content_state_packages", "sccm_distribution_point_groups",
+            "sccm_collector_up", "sccm_collector_errors"} <= names
+    promtool_check_metrics(promtool, text)
+
+
+def test_several_targets_collectors_share_one_header_per_family() -> None:
+    data = optional_data()
+    statuses = [
+        TargetStatus(name, 1, True, 0.5, 1.0, None, None, {}, None, False,
+                     (collector("package_status"), collector("dp_info", data=data["dp_info"])))
+        for name in ("abc", "def")
+    ]
+    text = render(statuses)
+    assert text.count("# TYPE sccm_distribution_point_info gauge\n") == 1
+    assert text.count("# TYPE sccm_collector_up gauge\n") == 1
+    assert text.count("sccm_distribution_point_info{") == 2  # the same exposition under both targets
+
+
+class OptionalSource:
+    """Every collector answers its first poll; package_info fails from then on."""
+
+    def __init__(self) -> None:
+        self.polls = 0
+
+    def rows(self, deadline: float) -> Iterator[PackageStatusRow]:
+        self.polls += 1
+        return iter(odd_rows())
+
+    def package_info(self, deadline: float) -> Iterator[PackageInfoRow]:
+        if self.polls > 1:
+            raise PollError("connection", "refused")
+        return iter([PackageInfoRow("ABC00001", "Office", "16", 0)])
+
+    def dp_content_state(self, deadline: float) -> Iterator[DPContentRow]:
+        return iter([DPContentRow("ABC", "ABC00001", "DP01", 0)])
+
+    def dp_info(self, deadline: float) -> Iterator[DPInfoRow]:
+        return iter([DPInfoRow("ABC", "DP01")])
+
+    def site_code(self) -> str | None:
+        return "ABC"
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_body_changes_when_only_one_optional_collector_goes_stale() -> None:
+    now = [1000.0]
+    config = TargetConfig(name="abc", source="winrm", interval=60.0, timeout=5.0, per_row="all", stale_after=120.0,
+                          collectors=frozenset(COLLECTORS))
+    poller = TargetPoller(config, OptionalSource(), monotonic=lambda: now[0])
+    poller.poll_once()
+    poller.poll_once()  # package_info fails; its last good data is still served
+    cache = BodyCache()
+    fresh = cache.get([poller.status()])
+    now[0] += 60
+    assert cache.get([poller.status()]) is fresh  # nothing changed: the cached body
+    assert b"sccm_package_info{" in fresh.text
+    now[0] += 61  # past stale_after for package_info alone; no poll in between
+    status = poller.status()
+    assert status.polls == 2 and not status.stale
+    stale = cache.get([status])
+    assert stale is not fresh
+    assert b"sccm_package_info{" not in stale.text and b"# HELP sccm_package_info " not in stale.text
+    for family in (b"sccm_package_status{", b"sccm_dp_content_state{", b"sccm_distribution_point_info{"):
+        assert family in stale.text
+    assert b'sccm_collector_up{target="abc",collector="package_info"} 0\n' in stale.text
+    assert gzip.decompress(stale.gzipped()) == stale.text
+    assert cache.get([poller.status()]) is stale
