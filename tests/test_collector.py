@@ -8,8 +8,18 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collectors.package_status import render_rows
-from exporter.families import escape_label_value, format_value
 from exporter.exposition import render
+from exporter.families import (
+    CHUNK_LINES,
+    Exposition,
+    Family,
+    cached,
+    complete,
+    count_lines,
+    escape_label_value,
+    format_value,
+    lines_piece,
+)
 from exporter.poller import TargetStatus
 from exporter.rows import PackageStatusRow
 
@@ -175,3 +185,54 @@ def test_fast_path_matches_prometheus_client_rendering_of_the_same_rows() -> Non
         for s in f.samples
     }
     assert samples(rows)["sccm_package_status"] == reference
+
+
+# --- the shared text-format helpers of exporter/families.py ------------------------------------
+
+
+def test_complete_lists_every_known_value_then_the_unknown_ones_that_occur() -> None:
+    assert list(complete({3: 2, 9: 1, 0: 0}, range(8))) == [
+        (0, 0), (1, 0), (2, 0), (3, 2), (4, 0), (5, 0), (6, 0), (7, 0), (9, 1)
+    ]
+    assert list(complete({}, (0, 1))) == [(0, 0), (1, 0)]
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0, "0"), (-3.0, "-3"), (2097152, "2097152"), (1714558953.0, "1714558953"), (1714558953.5, "1714558953.5"),
+     (-0.5, "-0.5"), (0.1 + 0.2, "0.30000000000000004"), (2**70, "1.1805916207174113e+21")],
+)
+def test_format_value_writes_integers_plainly_and_floats_exactly(value: float, text: str) -> None:
+    assert format_value(value) == text
+    assert float(text) == float(value)
+
+
+def test_family_header_escapes_its_help() -> None:
+    assert Family("sccm_x", "gauge", "a\\b\nc").header() == "# HELP sccm_x a\\\\b\\nc\n# TYPE sccm_x gauge\n"
+
+
+def test_lines_piece_keeps_every_line_across_chunks() -> None:
+    many = lines_piece(f"sccm_x{{n=\"{n}\"}} 1\n" for n in range(2 * CHUNK_LINES + 5))
+    assert len(many.chunks) == 3 and count_lines(many) == 2 * CHUNK_LINES + 5
+    assert many.text.splitlines()[-1] == f'sccm_x{{n="{2 * CHUNK_LINES + 4}"}} 1'
+    empty = lines_piece([])
+    assert empty.size == 0 and empty.text == "" and count_lines(empty) == 0
+
+
+def test_exposition_counts_its_series_over_every_family() -> None:
+    families = {"a": lines_piece(["a 1\n", "a 2\n"]), "b": lines_piece([]), "c": lines_piece(["c 1\n"])}
+    exposition = Exposition.of(families, rows=2)
+    assert (exposition.rows, exposition.series) == (2, 3)
+    assert exposition.samples == {"a": "a 1\na 2\n", "b": "", "c": "c 1\n"}
+
+
+def test_escaping_is_memoised_per_render_and_gives_the_same_text() -> None:
+    calls: list[str] = []
+
+    def escape(value: str) -> str:
+        calls.append(value)
+        return escape_label_value(value)
+
+    esc = cached(escape)
+    assert [esc('a"b'), esc('a"b'), esc("c")] == ['a\\"b', 'a\\"b', "c"]
+    assert calls == ['a"b', "c"]
