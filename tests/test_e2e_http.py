@@ -45,6 +45,20 @@ FAMILIES = {
     "sccm_exporter_config_last_reload_success_timestamp_seconds",
     "sccm_poll_errors_total",
     "sccm_exporter_build_info",
+    "sccm_collector_up",
+    "sccm_collector_duration_seconds",
+    "sccm_collector_errors_total",
+}
+OPTIONAL_FAMILIES = {
+    "sccm_package_info",
+    "sccm_package_source_version",
+    "sccm_package_size_bytes",
+    "sccm_package_source_timestamp_seconds",
+    "sccm_dp_content_state",
+    "sccm_dp_content_state_packages",
+    "sccm_dp_content_last_copied_timestamp_seconds",
+    "sccm_distribution_point_info",
+    "sccm_distribution_point_groups",
 }
 
 
@@ -59,7 +73,8 @@ def demo_config(tmp_path: Path, packages: int = 30, servers: int = 8) -> Path:
         f"""
 defaults: {{interval: 2s, timeout: 1s, stale_after: 1m}}
 targets:
-  - {{name: demo, source: demo, packages: {packages}, servers: {servers}, seed: 7}}
+  - {{name: demo, source: demo, packages: {packages}, servers: {servers}, seed: 7,
+     collectors: [package_status, package_info, dp_info, dp_content_state]}}
   - {{name: other, source: demo, packages: 5, servers: 2, seed: 8}}
 """,
     )
@@ -73,7 +88,7 @@ def test_demo_site_serves_every_family_complete_and_promtool_accepts_it(
     text = exporter.scrape()
     promtool_check_metrics(promtool, text)
     got = parse_samples(text)
-    assert set(got) == FAMILIES
+    assert set(got) == FAMILIES | OPTIONAL_FAMILIES
     demo = {k: v for k, v in got["sccm_package_status"].items() if dict(k)["target"] == "demo"}
     # Every row is one series, and the complete counts add up to exactly the rows served.
     rows_total = sum(v for k, v in got["sccm_package_status_rows"].items() if dict(k)["target"] == "demo")
@@ -84,6 +99,21 @@ def test_demo_site_serves_every_family_complete_and_promtool_accepts_it(
     assert got["sccm_up"] == {labels(target="demo"): 1.0, labels(target="other"): 1.0}
     assert {dict(k)["server"] for k in got["sccm_server_package_status_rows"] if dict(k)["target"] == "demo"} \
         and len({dict(k)["package_id"] for k in demo}) == 30
+    # The optional collectors describe the same site: every package named, every DP described,
+    # one content state per package on each DP it was sent to.
+    def of_demo(family: str) -> list[dict[str, str]]:
+        return [dict(k) for k in got[family] if dict(k)["target"] == "demo"]
+
+    assert {k["package_id"] for k in of_demo("sccm_package_info")} == {dict(k)["package_id"] for k in demo}
+    copies = {(dict(k)["package_id"], dict(k)["server"]) for k in demo if dict(k)["type"] == "copy"}
+    assert {(k["package_id"], k["server"]) for k in of_demo("sccm_dp_content_state")} == copies
+    states = got["sccm_dp_content_state_packages"]
+    assert sum(v for k, v in states.items() if dict(k)["target"] == "demo") == len(copies)
+    assert {k["server"] for k in of_demo("sccm_distribution_point_info")} == {server for _, server in copies}
+    up = {(dict(k)["target"], dict(k)["collector"]): v for k, v in got["sccm_collector_up"].items()}
+    assert up == {("demo", "package_status"): 1, ("demo", "package_info"): 1, ("demo", "dp_info"): 1,
+                  ("demo", "dp_content_state"): 1, ("other", "package_status"): 1, ("other", "package_info"): 1,
+                  ("other", "dp_info"): 1}
 
 
 def test_probe_serves_one_target_and_unknown_target_is_a_clear_404(
@@ -110,6 +140,7 @@ def test_health_ready_landing_page_and_gzip(tmp_path: Path, run_exporter: StartE
     landing = exporter.get("/")
     assert landing.status == 200 and "text/html" in landing.headers["Content-Type"]
     assert "demo" in landing.text and "/probe?target=other" in landing.text
+    assert "package_info: up, 30 rows" in landing.text and "dp_content_state: up" in landing.text
     plain = exporter.get("/metrics")
     zipped = exporter.get("/metrics", {"Accept-Encoding": "gzip"})
     assert zipped.headers.get("Content-Encoding") == "gzip"
