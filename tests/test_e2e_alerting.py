@@ -3,6 +3,12 @@ a real Prometheus loading the shipped rules and scraping it as prometheus.exampl
 the /metrics job and the /probe job with its relabelling), a real Alertmanager routed as
 alertmanager.example.yml routes, and a webhook receiver.
 
+The site with failures is read over WinRM from the loopback WS-Management server with every
+collector on, so that alerts carry package names and every dashboard panel has data: its
+SMS_PackageBaseclass lacks one package (UNNAMED_PACKAGE) and its SMS_DistributionPointInfo one DP
+(DP05). The healthy site is a `file` target (package_status only: no names at all), and `partial`
+a WinRM site whose provider has no SMS_DistributionPointInfo (dp_info fails, the rest works).
+
 The only change to the shipped files: every `for:` of alerts.yml is set to FOR_IN_TEST in a
 temporary copy (the real durations are covered by alerts.test.yml), and the scrape and evaluation
 intervals are 1s. Every process is stopped by the module fixture, also when a test fails.
@@ -32,13 +38,26 @@ from dashboard_model import (
     RULES,
     label_values_query,
     load_dashboard,
+    outer_join,
     queries,
     substitute,
     variables,
 )
-from datasets import dp_host, nal_path, package_id, site_server
+from datasets import (
+    DP_CONTENT_SUMMARIZER,
+    DP_INFO,
+    PACKAGE_BASECLASS,
+    PACKAGE_STATUS,
+    dp_host,
+    nal_path,
+    package_id,
+    site_namespace,
+    site_server,
+)
+from wsman_server import DEFAULT_USERS, WSManServer
 
 FOR_IN_TEST = "10s"
+USER, PASSWORD = next(iter(DEFAULT_USERS.items()))
 ALL = {"target": ".*", "site": ".*", "server": ".*", "package": ".*"}
 SENT, RECEIVED, INSTALLED, RETRY, FAILED, REMOVED, PENDING_REMOVE = 1, 2, 3, 4, 5, 6, 7
 MASTER, COPY = 1, 2
@@ -47,11 +66,20 @@ T = TypeVar("T")
 
 # --- the data sets -------------------------------------------------------------------------------
 
-FAILING_SITE, HEALTHY_SITE = "ABC", "DEF"
+FAILING_SITE, HEALTHY_SITE, PARTIAL_SITE = "ABC", "DEF", "GHI"
 BROKEN_DP = dp_host(FAILING_SITE, 3)
 BROKEN_PACKAGE = "ABC00020"
 FAILING_PACKAGES = [package_id(FAILING_SITE, i) for i in range(0x26)]  # ABC00010 .. ABC00035
 HEALTHY_PACKAGES = [package_id(HEALTHY_SITE, i) for i in range(12)]
+PARTIAL_PACKAGES = [package_id(PARTIAL_SITE, i) for i in range(6)]
+# Names of the failing site's packages in SMS_PackageBaseclass, which lacks UNNAMED_PACKAGE.
+PACKAGE_NAMES = {"ABC00011": 'Office 365 "Monthly" & Visio', "ABC00013": "Windows 11 23H2 upgrade",
+                 BROKEN_PACKAGE: "Firefox ESR"}
+UNNAMED_PACKAGE = "ABC00012"
+FACTLESS_DP = dp_host(FAILING_SITE, 5)  # not in SMS_DistributionPointInfo
+# SMS_PackageStatus Status -> the console state of SMS_PackageStatusDistPointsSummarizer (a removed
+# package has no summarizer row on the DP).
+CONSOLE_STATE = {INSTALLED: 0, SENT: 1, RECEIVED: 1, RETRY: 2, FAILED: 3, PENDING_REMOVE: 4}
 
 
 def dmtf(when: datetime) -> str:
@@ -59,22 +87,51 @@ def dmtf(when: datetime) -> str:
 
 
 def site_rows(site: str, packages: list[str], dps: int, changes: dict[tuple[str, int], tuple[int, timedelta]],
-              now: datetime) -> list[dict[str, Any]]:
+              now: datetime, stamp: Callable[[datetime], Any] = dmtf) -> list[dict[str, Any]]:
     """A MASTER row per package and a COPY row per package and DP, installed 10 days ago, except
-    `changes`: (package, DP number) -> (status, how long ago it was set)."""
+    `changes`: (package, DP number) -> (status, how long ago it was set). `stamp` writes UpdateTime:
+    a DMTF string for a file, the datetime itself for the WS-Management server."""
     rows = []
     for pkg in packages:
         rows.append({"PackageID": pkg, "PkgServer": nal_path(site_server(site), site), "SiteCode": site,
                      "Status": INSTALLED, "Type": MASTER, "Personality": 0,
-                     "UpdateTime": dmtf(now - timedelta(days=10))})
+                     "UpdateTime": stamp(now - timedelta(days=10))})
         for dp in range(1, dps + 1):
             status, age = changes.get((pkg, dp), (INSTALLED, timedelta(days=10)))
             rows.append({"PackageID": pkg, "PkgServer": nal_path(dp_host(site, dp), site), "SiteCode": site,
-                         "Status": status, "Type": COPY, "Personality": 0, "UpdateTime": dmtf(now - age)})
+                         "Status": status, "Type": COPY, "Personality": 0, "UpdateTime": stamp(now - age)})
     return rows
 
 
-def failing_site(now: datetime) -> list[dict[str, Any]]:
+def as_is(when: datetime) -> datetime:
+    return when
+
+
+def package_info_rows(packages: list[str], now: datetime) -> list[dict[str, Any]]:
+    """SMS_PackageBaseclass: a name, version, type, size and source for each package."""
+    return [{"PackageID": pkg, "Name": PACKAGE_NAMES.get(pkg, f"Tools {pkg[-2:]}"), "Version": f"1.{index}",
+             "PackageType": 259 if pkg == "ABC00013" else 0, "SourceVersion": 2 + index % 3,
+             "SourceDate": now - timedelta(days=30 + index), "PackageSize": 1024 * (index + 1)}
+            for index, pkg in enumerate(packages)]
+
+
+def dp_info_rows(site: str, dps: list[int]) -> list[dict[str, Any]]:
+    """SMS_DistributionPointInfo: DP01 answers PXE, DP02 is a pull DP, DP04 faces the internet."""
+    return [{"NALPath": nal_path(dp_host(site, dp), site), "ServerName": dp_host(site, dp), "SiteCode": site,
+             "IsPullDP": dp == 2, "IsPXE": dp == 1, "IsMulticast": False, "IsPeerDP": False,
+             "InternetFacing": dp == 4, "GroupCount": dp % 3}
+            for dp in dps]
+
+
+def dp_content_rows(status_rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """SMS_PackageStatusDistPointsSummarizer: the console state of each COPY row, last copied at its UpdateTime."""
+    return [{"PackageID": row["PackageID"], "ServerNALPath": row["PkgServer"], "SiteCode": row["SiteCode"],
+             "State": CONSOLE_STATE[row["Status"]], "PackageType": 0, "SourceVersion": 2,
+             "LastCopied": row["UpdateTime"], "SummaryDate": now}
+            for row in status_rows if row["Type"] == COPY and row["Status"] in CONSOLE_STATE]
+
+
+def failing_site(now: datetime, stamp: Callable[[datetime], Any] = dmtf) -> list[dict[str, Any]]:
     hours = timedelta(hours=1)
     changes = {
         # DP03 is broken: six packages failed or retrying on it.
@@ -91,12 +148,30 @@ def failing_site(now: datetime) -> list[dict[str, Any]]:
         ("ABC00015", 5): (PENDING_REMOVE, 2 * hours),
         ("ABC00016", 5): (REMOVED, 20 * hours),
     }
-    return site_rows(FAILING_SITE, FAILING_PACKAGES, 5, changes, now)
+    return site_rows(FAILING_SITE, FAILING_PACKAGES, 5, changes, now, stamp)
 
 
 def healthy_site(now: datetime) -> list[dict[str, Any]]:
     changes = {("DEF00011", 1): (SENT, timedelta(minutes=10)), ("DEF00012", 2): (REMOVED, timedelta(days=2))}
     return site_rows(HEALTHY_SITE, HEALTHY_PACKAGES, 3, changes, now)
+
+
+def provider_dataset(now: datetime) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """What the loopback SMS Provider serves: the failing site with every class (one package and one
+    DP missing from the optional ones), and the partial site without SMS_DistributionPointInfo."""
+    failing = failing_site(now, as_is)
+    return {
+        site_namespace(FAILING_SITE): {
+            PACKAGE_STATUS: failing,
+            PACKAGE_BASECLASS: package_info_rows([p for p in FAILING_PACKAGES if p != UNNAMED_PACKAGE], now),
+            DP_INFO: dp_info_rows(FAILING_SITE, [1, 2, 3, 4]),
+            DP_CONTENT_SUMMARIZER: dp_content_rows(failing, now),
+        },
+        site_namespace(PARTIAL_SITE): {
+            PACKAGE_STATUS: site_rows(PARTIAL_SITE, PARTIAL_PACKAGES, 2, {}, now, as_is),
+            PACKAGE_BASECLASS: package_info_rows(PARTIAL_PACKAGES, now),
+        },
+    }
 
 
 def label_set(**labels: str) -> frozenset[tuple[str, str]]:
@@ -115,6 +190,7 @@ EXPECTED = {
     ("SCCMTargetDown", label_set(target="broken")),
     ("SCCMStatusStale", label_set(target="broken")),
     ("SCCMPollsFailing", label_set(target="broken", reason="other")),
+    ("SCCMCollectorFailing", label_set(target="partial", collector="dp_info")),
 }
 # Inhibited by SCCMTargetDown in alertmanager.example.yml: it may reach the webhook before that fires.
 INHIBITED = {"SCCMPollsFailing"}
@@ -253,9 +329,19 @@ def alertmanager_config(tmp: Path, webhook: str) -> Path:
     return path
 
 
-def exporter_config(tmp: Path, name: str, targets: dict[str, Path]) -> Path:
+def exporter_config(tmp: Path, name: str, targets: dict[str, Path], winrm: dict[str, str] | None = None,
+                    provider_port: int = 0) -> Path:
+    """File targets (`targets`: name -> path), and WinRM targets of the loopback provider (`winrm`:
+    name -> site code; `failing` with every collector, the others with the default ones)."""
+    secret = tmp / "cm_password"
+    secret.write_text(PASSWORD + "\n")
     lines = ["defaults: {interval: 2s, timeout: 1s, stale_after: 1m}", "targets:"]
     lines += [f"  - {{name: {target}, source: file, path: '{path}'}}" for target, path in targets.items()]
+    for target, site in (winrm or {}).items():
+        every = ", collectors: [package_status, package_info, dp_info, dp_content_state]" if target == "failing" else ""
+        lines += [f"  - {{name: {target}, source: winrm, host: 127.0.0.1, port: {provider_port}, scheme: http,",
+                  f"     site_code: {site}, interval: 4s, timeout: 3s{every},",
+                  f"     auth: {{transport: ntlm, username: '{USER}', password_file: {secret}}}}}"]
     path = tmp / f"{name}.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -267,9 +353,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     alertmanager = require_tool("prometheus-alertmanager")
     tmp = tmp_path_factory.mktemp("alerting")
     now = datetime.now(UTC)
-    (tmp / "failing.json").write_text(json.dumps(failing_site(now)))
     (tmp / "healthy.json").write_text(json.dumps(healthy_site(now)))
     with ExitStack() as cleanup:
+        provider = cleanup.enter_context(WSManServer(provider_dataset(now)))
         servers: list[Server] = []
 
         def start(name: str, args: list[str], port: int, ready: str) -> Server:
@@ -281,9 +367,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         webhook = Webhook()
         cleanup.callback(webhook.close)
         ports = {name: free_port() for name in ("exporter", "probe-exporter", "alertmanager", "prometheus")}
-        # /metrics: the site with failures, and a target whose file is missing (polls fail).
-        metrics_config = exporter_config(tmp, "exporter", {"failing": tmp / "failing.json",
-                                                           "broken": tmp / "missing.json"})
+        # /metrics: the site with failures and the partial site over WinRM, and a target whose
+        # file is missing (polls fail).
+        metrics_config = exporter_config(tmp, "exporter", {"broken": tmp / "missing.json"},
+                                         {"failing": FAILING_SITE, "partial": PARTIAL_SITE}, provider.port)
         start("exporter", [console_script(), "--config.file", str(metrics_config),
                            "--web.listen-address", f"127.0.0.1:{ports['exporter']}"], ports["exporter"], "/-/ready")
         # /probe: the healthy site.
@@ -336,9 +423,21 @@ def test_failure_alerts_reach_the_webhook_through_alertmanager_with_their_labels
     }
     assert failed["annotations"]["summary"] == "Package ABC00011 failed on ABC-DP01.corp.example.com"
     assert failed["annotations"]["description"] == (
-        "Package ABC00011 has been failed on ABC-DP01.corp.example.com (copy row, site ABC, target failing) "
-        "for over an hour.")
+        'Package ABC00011 (Office 365 "Monthly" & Visio) has been failed on ABC-DP01.corp.example.com '
+        "(copy row, site ABC, target failing) for over an hour.")
     assert failed["annotations"]["runbook_url"].endswith("README.md#sccmpackagedistributionfailed")
+    # Every package alert names its package when SMS_PackageBaseclass has it, and fires with the
+    # ID alone when it does not.
+    descriptions = {k[0]: alert["annotations"]["description"] for k, (_, alert) in got.items()}
+    assert descriptions["SCCMPackageFailingOnManyDPs"].startswith(
+        f"Package {BROKEN_PACKAGE} (Firefox ESR) is failed or retrying on 3 distribution points")
+    assert descriptions["SCCMContentStuckInFlight"].startswith(
+        "Package ABC00013 (Windows 11 23H2 upgrade) has been sent on ABC-DP04.corp.example.com")
+    assert descriptions["SCCMPackageRetrying"] == (
+        f"Package {UNNAMED_PACKAGE} has been retrying on ABC-DP02.corp.example.com (copy row, site ABC, "
+        "target failing) for over 4 hours.")
+    # The partial site's missing class: its collector alert, while the site is polled.
+    assert "distribution point facts are stale, then missing" in descriptions["SCCMCollectorFailing"]
     # The broken DP pages once, on the critical route.
     receiver, dp = got[next(k for k in wanted if k[0] == "SCCMDistributionPointFailing")]
     assert receiver == "configmgr-oncall"
@@ -416,8 +515,8 @@ def test_dashboard_variables_chain_from_label_values(stack: Stack) -> None:
         data: list[str] = stack.api(f"/api/v1/label/{label}/values", **({"match[]": selector} if selector else {}))
         return data
 
-    assert values("target", ALL) == ["broken", "failing", "healthy"]
-    assert values("site", ALL) == ["ABC", "DEF"]
+    assert values("target", ALL) == ["broken", "failing", "healthy", "partial"]
+    assert values("site", ALL) == ["ABC", "DEF", "GHI"]
     # As Grafana sends one chosen value, and several (a regex alternation).
     chosen = {**ALL, "target": "failing"}
     assert values("site", chosen) == ["ABC"]
@@ -425,3 +524,50 @@ def test_dashboard_variables_chain_from_label_values(stack: Stack) -> None:
     assert values("package", {**chosen, "site": "ABC"}) == FAILING_PACKAGES
     assert values("server", {**ALL, "target": "(failing|healthy)", "site": "DEF"}) == \
         [dp_host("DEF", i) for i in range(1, 4)]
+
+
+def test_dashboard_joins_name_what_is_known_and_keep_what_is_not(stack: Stack) -> None:
+    """Every joined query returns exactly the rows of its query without the join: named where the
+    collectors know the package or DP, and all the same where they do not (a package missing from
+    SMS_PackageBaseclass, the file target without package_info, a DP missing from
+    SMS_DistributionPointInfo, the partial site whose dp_info fails)."""
+    wait_until_expected_alerts_fire(stack)
+    now = f"{time.time():.3f}"
+    added = {"name", "version", "package_type", "pull", "pxe", "multicast", "internet_facing"}
+
+    def rows(expr: str) -> list[dict[str, str]]:
+        result: list[dict[str, Any]] = stack.api("/api/v1/query", query=expr, time=now)["result"]
+        return [series["metric"] for series in result]
+
+    def identity(labels: dict[str, str]) -> frozenset[tuple[str, str]]:
+        return frozenset((k, v) for k, v in labels.items() if k not in added and k != "__name__")
+
+    checked = set()
+    for query in queries(load_dashboard()):
+        expr = substitute(query.expr, ALL)
+        join = outer_join(expr)
+        if not join:
+            continue
+        joined, base = rows(expr), rows(join.base)
+        assert base, f"{query}: no rows"
+        assert sorted(map(identity, joined), key=sorted) == sorted(map(identity, base), key=sorted), query
+        for labels in joined:
+            if join.keys == ("target", "package_id"):
+                # package_info runs on the WinRM targets (it works on the partial site too).
+                known = labels["target"] in ("failing", "partial") and labels["package_id"] != UNNAMED_PACKAGE
+                expected = PACKAGE_NAMES.get(labels["package_id"], f"Tools {labels['package_id'][-2:]}")
+                assert labels.get("name") == (expected if known else None), (query, labels)
+                checked.add((query.panel_id, known))
+            else:
+                known = labels["target"] == "failing" and labels["server"] != FACTLESS_DP
+                facts = {k: labels.get(k) for k in join.labels}
+                if known:
+                    dp = int(labels["server"].split("-DP")[1][:2])
+                    assert facts == {"pull": str(dp == 2).lower(), "pxe": str(dp == 1).lower(),
+                                     "multicast": "false", "internet_facing": str(dp == 4).lower()}, labels
+                else:
+                    assert facts == dict.fromkeys(join.labels), (query, labels)
+                checked.add((query.panel_id, known))
+    # Every joined panel showed both kinds of rows.
+    assert {known for _, known in checked} == {True, False}
+    assert all((panel, not known) in checked for panel, known in checked), checked
