@@ -148,6 +148,6 @@ def test_a_wmi_fault_mid_walk_keeps_the_last_good_rows(
     exporter = run_exporter(winrm_config(tmp_path, provider.port, "abc:ABC", interval="2s", timeout="1s"))
     exporter.wait_ready()
     before = exporter.samples()
-    provider.fault_next("pull", "provider_failure")
+    provider.fault_next("pull", "provider_failure", class_name="SMS_PackageStatus")
     got = exporter.wait_for("a wmi fault", lambda s: errors_of(s, "abc")["wmi_fault"] >= 1)
     assert got["sccm_package_status_rows"] == before["sccm_package_status_rows"]
