@@ -196,9 +196,7 @@ class TargetPoller:
                 result, ended = run.outcome[0]
                 results[name] = (result if isinstance(result, Exposition) else _as_poll_error(result), ended - started)
             else:
-                late = f"within timeout {self.target.timeout:g}s"
-                what = "poll did not finish" if name == "package_status" else f"{run.spec.class_name} not read"
-                results[name] = (PollError("timeout", f"{what} {late}"), self._monotonic() - started)
+                results[name] = (self._late(run.spec), self._monotonic() - started)
         self._record(results, self._monotonic() - started, runs)
 
     def _start(self, spec: CollectorSpec, deadline: float) -> _Run:
@@ -226,11 +224,15 @@ class TargetPoller:
         limit = self.target.max_rows
         for count, row in enumerate(rows, 1):
             if count % DEADLINE_CHECK_ROWS == 0 and self._monotonic() > deadline:
-                raise PollError("timeout", f"poll did not finish within timeout {self.target.timeout:g}s")
+                raise self._late(spec)
             if count > limit:
                 raise PollError(
                     "other", f"{spec.class_name} gave more than max_rows {limit} rows; poll abandoned")
             yield row
+
+    def _late(self, spec: CollectorSpec) -> PollError:
+        what = "poll did not finish" if spec.name == "package_status" else f"{spec.class_name} not read"
+        return PollError("timeout", f"{what} within timeout {self.target.timeout:g}s")
 
     def _record(
         self, results: Mapping[Collector, tuple[Exposition | PollError, float]], duration: float,
