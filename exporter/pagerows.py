@@ -196,3 +196,54 @@ class PageReader:
         except PollError:
             return None
         return (row.site, row.server, row.type, row.status, row.personality, row.pkg_server)
+
+
+# Any property of a fragment as Windows writes it: plain text, a datetime, or nil.
+def _property(name: str) -> str:
+    return f'(?:<{name}>(?:<Datetime>({_PLAIN})</Datetime>|({_PLAIN}))</{name}>|<{name} xsi:nil="true"/>)'
+
+
+class FragmentReader:
+    """The instances of any WQL property list read straight from the items text of a page.
+
+    For the optional collectors' classes, `SMS_PackageStatusDistPointsSummarizer` above all (as
+    many rows as the core table): the same idea as `PageReader`, without what is particular to
+    `SMS_PackageStatus`. Each `<w:XmlFragment>` must hold the properties asked for in alphabetical
+    order, each as `<P>text</P>`, `<P><Datetime>text</Datetime></P>` or `<P xsi:nil="true"/>`, the
+    text plain (no reference to decode, no carriage return, no `>`), the fragments back to back
+    covering the whole items text. The instances come out as `wsman.parse_items` gives them;
+    a page in any other shape gives None, and the caller reads it with `wsman.parse_page`.
+    Not shared between threads.
+    """
+
+    def __init__(self, properties: tuple[str, ...]) -> None:
+        self._names = tuple(sorted(properties, key=str.lower))
+        self._patterns: dict[str, re.Pattern[str]] = {}
+
+    def items(self, page: wsman.RawPage) -> list[wsman.Item] | None:
+        if page.items is not None:
+            return page.items
+        pattern = self._patterns.get(page.fragment_open)
+        if pattern is None:
+            if len(self._patterns) > _PATTERNS_KEPT:
+                self._patterns.clear()
+            body = "".join(_property(name) for name in self._names)
+            pattern = self._patterns[page.fragment_open] = re.compile(
+                f"[{_WHITESPACE}]*" + re.escape(page.fragment_open) + body + "</w:XmlFragment>"
+            )
+        text, start, end = page.text, page.items_start, page.items_end
+        while end > start and text[end - 1] in _WHITESPACE:
+            end -= 1
+        names = self._names
+        items: list[wsman.Item] = []
+        position = start
+        for match in pattern.finditer(text, start, end):
+            if match.start() != position:
+                return None  # something between two instances that is not one
+            position = match.end()
+            values = match.groups()
+            items.append({
+                name: when if when is not None else plain
+                for name, when, plain in zip(names, values[::2], values[1::2], strict=True)
+            })
+        return items if position == end else None

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from datasets import make_site
+from datasets import make_site, make_site_classes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wsman_server import ACTION_PULL, CimDatetime, envelope, pull_body, render_fragment
 
 from exporter import wsman
 from exporter.errors import PollError
-from exporter.pagerows import PageReader, item_row
+from exporter.pagerows import FragmentReader, PageReader, item_row
 from exporter.rows import PackageStatusRow
 
 FIXTURES = Path(__file__).parent / "fixtures" / "wsman"
@@ -248,3 +248,95 @@ def test_randomly_cut_and_spliced_pages_read_the_same_both_ways(rng: random.Rand
         cut = rng.randint(0, 3)
         text = text[:at] + rng.choice(pieces) + text[at + cut :]
     assert fast(text) == general(text)
+
+
+# --- FragmentReader: any property list (the optional collectors' classes) -----------------------
+
+SUMMARIZER = ("PackageID", "ServerNALPath", "SiteCode", "State", "PackageType", "SourceVersion", "LastCopied",
+              "SummaryDate")
+SUMMARY_ROW = {
+    "PackageID": "ABC00010",
+    "ServerNALPath": '["Display=\\\\DP01.corp\\"]MSWNET:["SMS_SITE=ABC"]\\\\DP01.corp\\',
+    "SiteCode": "ABC",
+    "State": 0,
+    "PackageType": 0,
+    "SourceVersion": 3,
+    "LastCopied": datetime(2024, 5, 1, 10, 22, 33, 500000, tzinfo=UTC),
+    "SummaryDate": None,
+}
+
+
+def summary_page(rows: list[dict[str, Any]]) -> str:
+    items = [render_fragment(sorted(SUMMARIZER, key=str.lower), row) for row in rows]
+    return envelope(ACTION_PULL + "Response", "uuid:1", pull_body("uuid:CTX", items, False))
+
+
+SUMMARY = summary_page([SUMMARY_ROW, {**SUMMARY_ROW, "PackageID": "ABC00011", "State": 3, "LastCopied": None}])
+
+
+def fragments(text: str) -> list[wsman.Item] | tuple[str, str] | None:
+    """What FragmentReader reads of a page: its items, None (not its shape), or the page's error."""
+    try:
+        return FragmentReader(SUMMARIZER).items(wsman.split_page(text))
+    except PollError as error:
+        return (error.reason, str(error))
+
+
+def parsed(text: str) -> list[wsman.Item] | tuple[str, str]:
+    try:
+        return wsman.parse_page(text).items
+    except PollError as error:
+        return (error.reason, str(error))
+
+
+def test_summarizer_pages_of_the_data_set_are_read_the_fast_way_with_the_same_items() -> None:
+    classes = make_site_classes("ABC", 40, 6, 3)
+    text = summary_page(classes["SMS_PackageStatusDistPointsSummarizer"])
+    items = fragments(text)
+    assert isinstance(items, list) and len(items) > 40
+    assert items == parsed(text)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "fast_way"),
+    [
+        ("ABC00010", "ABC00010 ", True),  # text as written, spaces kept as the general reader keeps them
+        ("<SiteCode>ABC</SiteCode>", "<SiteCode></SiteCode>", True),  # empty text is "", not nil
+        ("ABC00010", "ABC&amp;0010", False),  # a reference: the general reader decodes it
+        ("ABC00010", "ABC\r\n0010", False),  # a line end it would normalise
+        ("ABC00010", "ABC<!--x-->0010", False),
+        ("ABC00010", "<![CDATA[ABC00010]]>", False),
+        ("<SiteCode>ABC</SiteCode><SourceVersion>3</SourceVersion>",
+         "<SourceVersion>3</SourceVersion><SiteCode>ABC</SiteCode>", False),  # another order
+        ("<SiteCode>ABC</SiteCode>", "", False),  # a property missing
+        ("<State>0</State>", "<State>0</State><Extra>1</Extra>", False),  # one not asked for
+        ('<SummaryDate xsi:nil="true"/>', "<SummaryDate/>", False),
+        ("</w:XmlFragment><w:XmlFragment>", "</w:XmlFragment>\n <w:XmlFragment>", True),
+        ("</w:XmlFragment><w:XmlFragment>", "</w:XmlFragment>junk<w:XmlFragment>", False),
+        ('xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"', 'xmlns:xsi="urn:not-xsi"', False),
+    ],
+)
+def test_a_mutated_summarizer_page_is_read_the_same_or_handed_to_the_general_reader(
+    old: str, new: str, fast_way: bool
+) -> None:
+    assert old in SUMMARY
+    text = SUMMARY.replace(old, new)
+    got, want = fragments(text), parsed(text)
+    if fast_way:
+        assert got == want
+    else:
+        assert got is None or got == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_randomly_cut_and_spliced_summarizer_pages_never_read_differently(rng: random.Random) -> None:
+    pieces = ["<", ">", "&", "&amp;", "/", "\r", " ", '"', "]]>", "<!--x-->", "xsi:nil", "w:", "</w:XmlFragment>",
+              "<Datetime>", "</State>"]
+    text = SUMMARY
+    for _ in range(rng.randint(1, 3)):
+        at = rng.randrange(len(text))
+        cut = rng.randint(0, 3)
+        text = text[:at] + rng.choice(pieces) + text[at + cut :]
+    got, want = fragments(text), parsed(text)
+    assert got is None or got == want

@@ -52,7 +52,7 @@ from exporter.collectors.dp_info import DPInfoRow
 from exporter.collectors.package_info import PackageInfoRow
 from exporter.config import TargetConfig
 from exporter.errors import PollError
-from exporter.pagerows import PageReader
+from exporter.pagerows import FragmentReader, PageReader
 from exporter.rows import PackageStatusRow, RowError, item_text
 
 log = logging.getLogger(__name__)
@@ -240,23 +240,25 @@ class WinRMSource:
             return reader.rows
 
         properties = PROPERTIES if self._property_list else None
-        return self._read(PACKAGE_STATUS, properties, deadline, page_rows, sliced=True, split=True)
+        return self._read(PACKAGE_STATUS, properties, deadline, page_rows, sliced=True)
 
     def package_info(self, deadline: float) -> Iterator[PackageInfoRow]:
         """Every package of `SMS_PackageBaseclass` (one enumeration: a site has a few thousand)."""
         return self._read(package_info.CLASS_NAME, package_info.PROPERTIES, deadline,
-                          _item_rows(package_info.CLASS_NAME, lambda item, site: package_info.parse_item(item)))
+                          _item_rows(package_info.CLASS_NAME, package_info.PROPERTIES,
+                                     lambda item, site: package_info.parse_item(item)))
 
     def dp_content_state(self, deadline: float) -> Iterator[DPContentRow]:
         """Every row of `SMS_PackageStatusDistPointsSummarizer`: as many as the core table, so read in
         PackageID slices at once, as `SMS_PackageStatus` is."""
         return self._read(dp_content_state.CLASS_NAME, dp_content_state.PROPERTIES, deadline,
-                          _item_rows(dp_content_state.CLASS_NAME, dp_content_state.parse_item), sliced=True)
+                          _item_rows(dp_content_state.CLASS_NAME, dp_content_state.PROPERTIES,
+                                     dp_content_state.parse_item), sliced=True)
 
     def dp_info(self, deadline: float) -> Iterator[DPInfoRow]:
         """Every distribution point of `SMS_DistributionPointInfo`."""
         return self._read(dp_info.CLASS_NAME, dp_info.PROPERTIES, deadline,
-                          _item_rows(dp_info.CLASS_NAME, dp_info.parse_item))
+                          _item_rows(dp_info.CLASS_NAME, dp_info.PROPERTIES, dp_info.parse_item))
 
     def _read(
         self,
@@ -266,17 +268,17 @@ class WinRMSource:
         page_rows: Callable[[str], _PageRows],
         *,
         sliced: bool = False,
-        split: bool = False,
     ) -> Iterator[Any]:
         """The rows of one class of the site's namespace, with `properties` (None: `SELECT *`).
 
         `page_rows(site)` gives what turns a page into rows; `sliced`: several enumerations at
-        once over PackageID slices (parallel_enumerations); `split`: pages for the fast reader.
+        once over PackageID slices (parallel_enumerations). Replies to a property list are split for
+        the fast readers (`exporter.pagerows`).
         """
         try:
             site = self._site_code(deadline)
             rows_of = page_rows(site)
-            queries = self._queries(site, class_name, properties, sliced=sliced, split=split)
+            queries = self._queries(site, class_name, properties, sliced=sliced)
             if len(queries) == 1:
                 number = 1
                 for page in self._walk(queries[0], deadline):
@@ -292,7 +294,7 @@ class WinRMSource:
             raise
 
     def _queries(
-        self, site: str, class_name: str, properties: tuple[str, ...] | None, *, sliced: bool, split: bool
+        self, site: str, class_name: str, properties: tuple[str, ...] | None, *, sliced: bool
     ) -> list[_Query]:
         namespace = site_namespace(site)
         if properties is None:
@@ -304,7 +306,7 @@ class WinRMSource:
                 namespace,
                 class_name,
                 select if predicate is None else f"{select} WHERE {predicate}",
-                split=split,
+                split=True,
                 slice="" if predicate is None else f"enumeration {lane + 1} of {len(predicates)} ({predicate})",
                 lane=lane,
             )
@@ -631,12 +633,19 @@ class WinRMSource:
 _PageRows = Callable[[wsman.RawPage, int], list[Any]]
 
 
-def _item_rows(class_name: str, parse: Callable[[wsman.Item, str], Any]) -> Callable[[str], _PageRows]:
-    """Rows of a class read by the general parser (`wsman.parse_page`), each item by `parse(item, site)`."""
+def _item_rows(
+    class_name: str, properties: tuple[str, ...], parse: Callable[[wsman.Item, str], Any]
+) -> Callable[[str], _PageRows]:
+    """Rows of a class, each instance by `parse(item, site)`: pages read by `FragmentReader`, or
+    by the general parser (`wsman.parse_page`) when they are not in its plain shape."""
 
     def for_site(site: str) -> _PageRows:
+        reader = FragmentReader(properties)
+
         def page_rows(page: wsman.RawPage, first: int) -> list[Any]:
-            items = page.items if page.items is not None else wsman.parse_page(page.text).items
+            items = reader.items(page)
+            if items is None:
+                items = wsman.parse_page(page.text).items
             rows = []
             for number, item in enumerate(items, first):
                 try:
