@@ -63,3 +63,48 @@ def test_the_load_test_runs_without_a_failed_scrape(tmp_path: Path) -> None:
     assert result.returncode == 0, out + result.stderr.decode()
     row = out.splitlines()[2].split("|")
     assert row[1].strip() == "2,000" and row[2].strip() == "50" and row[5].strip() == "0"
+
+
+def test_the_synthetic_collector_classes_match_the_site() -> None:
+    classes = synthetic.site_classes(20, 9)
+    status, info = classes["SMS_PackageStatus"], classes["SMS_PackageBaseclass"]
+    dps, content = classes["SMS_DistributionPointInfo"], classes["SMS_PackageStatusDistPointsSummarizer"]
+    assert status == site_rows(20, 9) and classes == synthetic.site_classes(20, 9)  # the core rows unchanged
+    assert [row["PackageID"] for row in info] == sorted({row["PackageID"] for row in status})
+    assert [row["ServerName"] for row in dps] == [synthetic.dp_host(index) for index in range(1, 10)]
+    copies = [row for row in status if row["Type"] == 2]
+    assert len(content) == len(copies) == 20 * 9
+    assert len({(row["PackageID"], row["ServerNALPath"]) for row in content}) == len(content)
+    states = synthetic.STATE_OF_STATUS
+    assert [row["State"] for row in content] == [states[row["Status"]] for row in copies]
+
+
+def test_the_collectors_benchmark_runs_and_prints_every_configuration(tmp_path: Path) -> None:
+    # The real run is 10k to 200k rows (benchmarks/collectors.py, a few minutes); this one proves
+    # the command end to end on 2,000 rows: the server and each configuration in their own processes.
+    report = tmp_path / "collectors.md"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "collectors.py"), "--sizes", "smoke", "--results", str(report)],
+        capture_output=True, timeout=120, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    for configuration in ("package_status", "default", "+ dp_content_state", "all four"):
+        assert f"| 2k | {configuration} | " in out
+    assert "| 2k | all four | " in out and "| 2,000 / 20 / 99 / 1,980 |" in out  # rows of every class
+    for name in ("package_status", "package_info", "dp_info", "dp_content_state"):
+        assert f"| 2k | {name} | " in out  # read alone
+    assert "20 ms injected" in out
+    assert out.count("* 2k, default ") == 1 and out.count("* 2k, + dp_content_state ") == 1
+    assert "* 2k, 20 ms per request, default " in out
+    written = report.read_text()
+    assert written.startswith("## Optional collectors (issue 6)\n") and "| 2k | all four | " in written
+    report.write_text("# Results\n\nkept\n\n" + written.replace("| 2k | all four | ", "| old |") + "\nafter\n")
+    again = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "collectors.py"), "--sizes", "smoke", "--no-delay", "--results",
+         str(report)], capture_output=True, timeout=120, cwd=tmp_path,
+    )
+    assert again.returncode == 0, again.stderr.decode()
+    rewritten = report.read_text()  # the block between the markers replaced, the rest kept
+    assert rewritten.startswith("# Results\n\nkept\n") and rewritten.endswith("\nafter\n")
+    assert "| old |" not in rewritten and "| 2k | all four | " in rewritten and "20 ms injected" not in rewritten
