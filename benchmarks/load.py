@@ -125,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
             secret.write_text(PASSWORD + "\n")
             config = Path(tmp) / "config.yaml"
             config.write_text(
-                f"defaults: {{interval: {args.interval}s, timeout: {args.interval}s, stale_after: 10m}}\n"
+                # The core table only: the load test's synthetic site serves SMS_PackageStatus alone.
+                f"defaults: {{interval: {args.interval}s, timeout: {args.interval}s, stale_after: 10m, "
+                "collectors: [package_status]}\n"
                 "targets:\n"
                 f"  - {{name: load, source: winrm, host: 127.0.0.1, port: {port}, scheme: http, site_code: {SITE},\n"
                 f"     auth: {{transport: basic, username: {USER}, password_file: {secret},\n"

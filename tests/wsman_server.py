@@ -1899,6 +1899,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "Microsoft-HTTPAPI/2.0"
     sys_version = ""
+    # Headers and body go out in two writes: with Nagle's algorithm the body of a small reply
+    # waited for the client's delayed ACK (about 40 ms a request), which no Windows server does.
+    disable_nagle_algorithm = True
 
     ntlm_ctx: Any = None
     ntlm_user: str | None = None
