@@ -570,12 +570,11 @@ def main() -> None:
 
 
 def kept_sections(path: Path) -> str:
-    """The sections other benchmarks wrote into the report (between their markers), kept as they are."""
-    from benchmarks.collectors import BEGIN, END
-
+    """The sections other benchmarks and people added to the report (from its first `## ` heading
+    on: this report has none), kept as they are."""
     old = path.read_text() if path.exists() else ""
-    start, end = old.find(BEGIN), old.find(END)
-    return "\n" + old[start : end + len(END)] + "\n" if 0 <= start < end else "\n"
+    start = old.find("\n## ")
+    return old[start:] if start >= 0 else ""
 
 
 if __name__ == "__main__":
