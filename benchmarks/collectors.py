@@ -79,8 +79,9 @@ from benchmarks.run import (  # noqa: E402
     send,
     target_config,
 )
+from exporter.config import Collector  # noqa: E402
 
-COLLECTORS = ("package_status", "package_info", "dp_info", "dp_content_state")
+COLLECTORS: tuple[Collector, ...] = ("package_status", "package_info", "dp_info", "dp_content_state")
 CONFIGS: dict[str, tuple[str, ...]] = {
     "package_status": ("package_status",),
     "default": ("package_status", "package_info", "dp_info"),
@@ -203,7 +204,7 @@ def alone_role(port: str, per_row: str, polls: str, names: str) -> None:
     poller = TargetPoller(config, make_source(config))
     recorded: dict[str, list[bytes]] = {}
 
-    def read(name: str) -> tuple[float, float, int]:
+    def read(name: Collector) -> tuple[float, float, int]:
         outcome: list[tuple[Any, float]] = []
         processor = time.process_time()
         started = time.monotonic()
