@@ -219,7 +219,7 @@ def alone_role(port: str, per_row: str, polls: str, names: str) -> None:
     times: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
     rows: dict[str, int] = {}
-    for name in names.split(","):
+    for name in [next(c for c in COLLECTORS if c == given) for given in names.split(",")]:
         pages: list[bytes] = []
 
         def record(self: Protocol, message: str, pages: list[bytes] = pages) -> Any:
