@@ -249,19 +249,19 @@ def alone_role(port: str, per_row: str, polls: str, names: str) -> None:
     }
     parse: dict[str, list[float]] = {}
     parsed: dict[str, int] = {}
-    for name, pages in recorded.items():
-        parse[name] = []
+    for read_name, pages in recorded.items():
+        parse[read_name] = []
         for _ in range(max(3, int(polls))):
             gc.collect()
-            page_rows = readers[name]()
+            page_rows = readers[read_name]()
             count = 0
             started = time.perf_counter()
             for page in pages:
                 count += len(page_rows(wsman.split_page(page), count + 1))
-            parse[name].append(time.perf_counter() - started)
-            parsed[name] = count
-        if parsed[name] != rows[name]:
-            raise SystemExit(f"{name}: {parsed[name]} rows parsed from memory, {rows[name]} read")
+            parse[read_name].append(time.perf_counter() - started)
+            parsed[read_name] = count
+        if parsed[read_name] != rows[read_name]:
+            raise SystemExit(f"{read_name}: {parsed[read_name]} rows parsed from memory, {rows[read_name]} read")
     say({"alone": times, "cpu": cpu, "rows": rows, "parse": parse, "parsed": parsed,
          "pages": {name: len(pages) for name, pages in recorded.items()},
          "page_bytes": {name: sum(map(len, pages)) for name, pages in recorded.items()}})
