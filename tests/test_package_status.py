@@ -1,4 +1,5 @@
-"""Rows -> exposition: the families, labels and values of design.md, checked with prometheus_client's parser."""
+"""The package_status collector (SMS_PackageStatus rows -> the core families of design.md) and the
+shared text-format helpers (exporter/families.py), checked with prometheus_client's parser."""
 
 from __future__ import annotations
 
