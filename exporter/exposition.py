@@ -146,8 +146,6 @@ def _health(statuses: Sequence[TargetStatus]) -> list[str]:
 def _collector_health(statuses: Sequence[TargetStatus], names: Sequence[str]) -> list[str]:
     """sccm_collector_* for every enabled collector of every target."""
     each = [(n, c) for n, s in zip(names, statuses, strict=True) for c in s.collectors]
-    if not each:
-        return []
     lines = [COLLECTOR_UP.header()]
     lines += [f'{COLLECTOR_UP.name}{{{n},collector="{c.name}"}} {int(c.up)}\n' for n, c in each]
     timed = [(n, c) for n, c in each if c.last_duration is not None]

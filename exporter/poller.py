@@ -54,33 +54,53 @@ class CollectorStatus:
 class TargetStatus:
     """What a scrape needs to know about a target, as of its last finished poll.
 
-    `up`, `last_success`, `last_reason`, `last_error`, `errors`, `data` and `stale` are those of
-    package_status (`sccm_up` follows it); `last_duration` is the whole poll's; `collectors` holds
-    every enabled collector, package_status first.
+    `collectors` holds every enabled collector, package_status first; `up`, `errors`, `data` and
+    the rest are package_status' (`sccm_up` follows it). `last_duration` is the whole poll's.
     """
 
     name: str
     polls: int  # finished polls, successful or not
-    up: bool
     last_duration: float | None
     last_success: float | None  # wall-clock Unix seconds of the end of the last good poll
-    last_reason: Reason | None
-    last_error: str | None
-    errors: Mapping[Reason, int]
-    data: Exposition | None  # None before the first success and once stale
-    stale: bool
-    collectors: tuple[CollectorStatus, ...] = ()
+    collectors: tuple[CollectorStatus, ...]  # package_status first
+
+    @property
+    def core(self) -> CollectorStatus:
+        return self.collectors[0]
+
+    @property
+    def up(self) -> bool:
+        return self.core.up
+
+    @property
+    def last_reason(self) -> Reason | None:
+        return self.core.last_reason
+
+    @property
+    def last_error(self) -> str | None:
+        return self.core.last_error
+
+    @property
+    def errors(self) -> Mapping[Reason, int]:
+        return self.core.errors
+
+    @property
+    def data(self) -> Exposition | None:
+        """package_status' data: None before the first success and once stale."""
+        return self.core.data
+
+    @property
+    def stale(self) -> bool:
+        return self.core.stale
 
     @property
     def generation(self) -> tuple[Any, ...]:
         """Changes whenever anything a scrape would render for this target changes."""
-        return (self.name, self.polls, self.stale, tuple(c.stale for c in self.collectors))
+        return (self.name, self.polls, tuple(c.stale for c in self.collectors))
 
     @property
     def exposed(self) -> list[Exposition]:
-        """The data to serve: every collector's, or package_status' alone when no collector is listed."""
-        if not self.collectors:
-            return [self.data] if self.data is not None else []
+        """The data to serve: every collector's that has some."""
         return [c.data for c in self.collectors if c.data is not None]
 
 
@@ -280,25 +300,17 @@ class TargetPoller:
             log.warning("collector failed", extra={"target": target, "collector": name, "reason": result.reason,
                                                    "err": str(result), "duration_seconds": round(took, 3)})
 
-# --- reading --------------------------------------------------------------------------------
+    # --- reading --------------------------------------------------------------------------------
 
     def status(self) -> TargetStatus:
         with self._lock:
             state = self._state
-            collectors = tuple(self._collector_status(name, c) for name, c in state.collectors.items())
-            core = collectors[0]  # package_status
             return TargetStatus(
                 name=self.target.name,
                 polls=state.polls,
-                up=core.up,
                 last_duration=state.last_duration,
                 last_success=state.last_success,
-                last_reason=core.last_reason,
-                last_error=core.last_error,
-                errors=core.errors,
-                data=core.data,
-                stale=core.stale,
-                collectors=collectors,
+                collectors=tuple(self._collector_status(name, c) for name, c in state.collectors.items()),
             )
 
     def _collector_status(self, name: Collector, state: _CollectorState) -> CollectorStatus:

@@ -26,6 +26,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.errors import Reason
+from exporter.families import Exposition
+from exporter.poller import CollectorStatus, TargetStatus
+
 Labels = tuple[tuple[str, str], ...]
 Samples = dict[str, dict[Labels, float]]
 
@@ -216,3 +220,11 @@ def promtool_check_metrics(promtool: str, text: str) -> None:
 
 def gunzip(data: bytes) -> str:
     return gzip.decompress(data).decode("utf-8")
+
+
+def target_status(name: str, polls: int, up: bool, last_duration: float | None, last_success: float | None,
+                  last_reason: Reason | None, last_error: str | None, errors: dict[Reason, int],
+                  data: Exposition | None, stale: bool, *others: CollectorStatus) -> TargetStatus:
+    """A target's status as the poller builds it, from its package_status outcome (then `others`)."""
+    core = CollectorStatus("package_status", up, last_duration, last_reason, last_error, errors, data, stale)
+    return TargetStatus(name, polls, last_duration, last_success, (core, *others))

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from types import MappingProxyType
 from typing import Any
 
-from conftest import promtool_check_metrics
+from conftest import promtool_check_metrics, target_status
 from datasets import three_site_dataset
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
@@ -154,7 +154,7 @@ def parse(text: str) -> Parsed:
 def status_of(name: str, rows: list[PackageStatusRow], per_row: str = "all",
               own_site: str | None = None) -> TargetStatus:
     exposition = render_rows(name, rows, per_row, own_site)  # type: ignore[arg-type]
-    return TargetStatus(name, 1, True, 0.5, 1.0, None, None, {}, exposition, False)
+    return target_status(name, 1, True, 0.5, 1.0, None, None, {}, exposition, False)
 
 
 def data_only(text: str) -> Parsed:
@@ -180,7 +180,7 @@ def test_fast_path_and_prometheus_client_give_the_same_families_and_samples() ->
 def test_promtool_accepts_the_whole_body(promtool: str) -> None:
     statuses = [status_of("abc", dataset_rows("ABC") + odd_rows(), "all", "ABC"),
                 status_of("def", dataset_rows("DEF"), "not_installed", "DEF"),
-                TargetStatus("down", 2, False, 1.5, None, "timeout", "slow", {"timeout": 2}, None, False)]
+                target_status("down", 2, False, 1.5, None, "timeout", "slow", {"timeout": 2}, None, False)]
     promtool_check_metrics(promtool, render(statuses))
 
 
@@ -198,7 +198,7 @@ def test_rows_added_page_by_page_give_what_all_at_once_gives() -> None:
 
 def test_series_and_rows_are_counted() -> None:
     exposition = render_rows("abc", odd_rows(), "all")
-    text = render([TargetStatus("abc", 1, True, 0.5, 1.0, None, None, {}, exposition, False)])
+    text = render([target_status("abc", 1, True, 0.5, 1.0, None, None, {}, exposition, False)])
     data = data_only(text)
     assert exposition.series == sum(len(family[2]) for family in data.values())
     assert exposition.rows == len(odd_rows()) - 1
@@ -214,7 +214,7 @@ def body_of(*statuses: TargetStatus) -> Body:
 def test_gzip_body_decompresses_to_exactly_the_plain_body() -> None:
     big = status_of("abc", dataset_rows("ABC") + odd_rows(), "all", "ABC")
     small = status_of("def", odd_rows()[:2], "not_installed")
-    down = TargetStatus("down", 1, False, 1.0, None, "auth", "no", {"auth": 1}, None, False)
+    down = target_status("down", 1, False, 1.0, None, "auth", "no", {"auth": 1}, None, False)
     for statuses in ([big], [big, small, down], [down], []):
         body = body_of(*statuses)
         assert gzip.decompress(body.gzipped()) == body.text
@@ -236,7 +236,7 @@ def test_body_cache_builds_once_per_generation() -> None:
     cache = BodyCache()
     first = status_of("abc", odd_rows())
     assert cache.get([first]) is cache.get([first])
-    later: Any = TargetStatus("abc", 2, True, 0.5, 2.0, None, None, {}, first.data, False)
+    later: Any = target_status("abc", 2, True, 0.5, 2.0, None, None, {}, first.data, False)
     assert cache.get([later]) is not cache.get([first])
 
 
@@ -262,17 +262,17 @@ def collector_errors(target: str, name: str, **counts: int) -> str:
 
 
 def several_targets() -> list[TargetStatus]:
-    abc = TargetStatus("abc", 3, True, 1.5, 1714558953.5, None, None, {}, None, False, (
+    abc = TargetStatus("abc", 3, 1.5, 1714558953.5, (
         collector("package_status", duration=1.25),
         collector("package_info", up=False, duration=0.125, errors={"auth": 2, "timeout": 1}),
         collector("dp_content_state", duration=1.5),
         collector("dp_info", duration=0.0625),
     ))
-    down = TargetStatus("d\"ef", 2, False, 0.5, None, "timeout", "slow", {"timeout": 2}, None, False, (
+    down = TargetStatus("d\"ef", 2, 0.5, None, (
         collector("package_status", up=False, duration=0.5, errors={"timeout": 2}),
         collector("dp_info", duration=0.25),
     ))
-    starting = TargetStatus("new", 0, False, None, None, None, None, {}, None, False, (
+    starting = TargetStatus("new", 0, None, None, (
         collector("package_status", up=False, duration=None), collector("package_info", up=False, duration=None),
     ))
     return [abc, down, starting]
@@ -324,9 +324,11 @@ def test_sccm_up_and_the_poll_families_follow_package_status() -> None:
     assert sum(value for key, value in got["sccm_poll_errors"][2].items() if ("target", "abc") in key) == 0
 
 
-def test_a_target_without_collectors_reports_no_collector_families() -> None:
-    text = render([TargetStatus("old", 1, True, 0.5, 1.0, None, None, {}, None, False)])
-    assert "sccm_collector_" not in text and 'sccm_up{target="old"} 1' in text
+def test_a_target_running_package_status_alone_reports_that_collector_only() -> None:
+    text = render([target_status("old", 1, True, 0.5, 1.0, None, None, {}, None, False)])
+    lines = [line for line in text.splitlines() if line.startswith("sccm_collector_")]
+    named = {line.split('collector="')[1].split('"')[0] for line in lines}
+    assert named == {"package_status"} and 'sccm_up{target="old"} 1' in text
 
 
 def test_no_duration_header_when_no_collector_has_finished_a_read() -> None:
@@ -349,7 +351,7 @@ def optional_data() -> dict[Collector, Exposition]:
 def test_promtool_accepts_every_collector_and_its_health(promtool: str) -> None:
     data = optional_data()
     core = render_rows("abc", dataset_rows("ABC")[:200] + odd_rows(), "all", "ABC")
-    abc = TargetStatus("abc", 3, True, 1.5, 1714558953.5, None, None, {}, core, False, (
+    abc = TargetStatus("abc", 3, 1.5, 1714558953.5, (
         collector("package_status", data=core),
         collector("package_info", data=data["package_info"]),
         collector("dp_content_state", up=False, errors={"wmi_fault": 1}, data=data["dp_content_state"]),
@@ -365,8 +367,7 @@ def test_promtool_accepts_every_collector_and_its_health(promtool: str) -> None:
 def test_several_targets_collectors_share_one_header_per_family() -> None:
     data = optional_data()
     statuses = [
-        TargetStatus(name, 1, True, 0.5, 1.0, None, None, {}, None, False,
-                     (collector("package_status"), collector("dp_info", data=data["dp_info"])))
+        TargetStatus(name, 1, 0.5, 1.0, (collector("package_status"), collector("dp_info", data=data["dp_info"])))
         for name in ("abc", "def")
     ]
     text = render(statuses)

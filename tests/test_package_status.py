@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+from conftest import target_status
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collectors.package_status import render_rows
@@ -21,7 +22,6 @@ from exporter.families import (
     format_value,
     lines_piece,
 )
-from exporter.poller import TargetStatus
 from exporter.rows import PackageStatusRow
 
 Labels = tuple[tuple[str, str], ...]
@@ -44,7 +44,7 @@ def samples(rows: Sequence[PackageStatusRow], per_row: str = "all", own_site: st
             target: str = "abc") -> dict[str, dict[Labels, float]]:
     """Render rows as /metrics would serve them and parse them back, family -> labels -> value."""
     exposition = render_rows(target, rows, per_row, own_site)  # type: ignore[arg-type]
-    status = TargetStatus(target, 1, True, 0.5, 1.0, None, None, {}, exposition, False)
+    status = target_status(target, 1, True, 0.5, 1.0, None, None, {}, exposition, False)
     parsed: dict[str, dict[Labels, float]] = {}
     for family in text_string_to_metric_families(render([status])):
         for sample in family.samples:
@@ -145,7 +145,7 @@ def test_escape_and_format_helpers() -> None:
 
 
 def test_health_families_per_target_with_every_reason() -> None:
-    status = TargetStatus("abc", 3, False, 2.5, None, "timeout", "slow", {"timeout": 2}, None, False)
+    status = target_status("abc", 3, False, 2.5, None, "timeout", "slow", {"timeout": 2}, None, False)
     parsed = {f.name: f for f in text_string_to_metric_families(render([status]))}
     assert [s.value for s in parsed["sccm_up"].samples] == [0.0]
     # prometheus_client names a counter family without its _total suffix
@@ -162,7 +162,7 @@ def test_several_targets_share_one_header_per_family() -> None:
     statuses = []
     for name in ("one", "two"):
         exposition = render_rows(name, [row()], "all")
-        statuses.append(TargetStatus(name, 1, True, 0.1, 1.0, None, None, {}, exposition, False))
+        statuses.append(target_status(name, 1, True, 0.1, 1.0, None, None, {}, exposition, False))
     text = render(statuses)
     assert text.count("# TYPE sccm_package_status gauge") == 1
     families = {f.name: f for f in text_string_to_metric_families(text)}
