@@ -29,10 +29,9 @@ import xml.etree.ElementTree as ET
 from operator import itemgetter
 
 from exporter import wsman
+from exporter.collectors.package_status import CLASS_NAME
 from exporter.errors import PollError
 from exporter.rows import PackageStatusRow, RowError, item_text, make_row, parse_datetime, utc_midnight
-
-PACKAGE_STATUS = "SMS_PackageStatus"
 
 # Characters XML 1.0 does not allow in a document (besides tab, LF and CR).
 _NOT_XML = "\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff"
@@ -84,7 +83,7 @@ def item_row(item: wsman.Item, site: str, number: int) -> PackageStatusRow:
             update_time=item_text(item, "UpdateTime"),
         )
     except RowError as exc:
-        raise PollError("parse", f"{PACKAGE_STATUS} row {number}: {exc}") from None
+        raise PollError("parse", f"{CLASS_NAME} row {number}: {exc}") from None
 
 
 class PageReader:

@@ -70,6 +70,8 @@ PACKAGE_SERVERS = Family(
 )
 
 CLASS_NAME = "SMS_PackageStatus"
+# The properties the families use: a property list costs ~400 bytes a row instead of ~720.
+PROPERTIES = ("PackageID", "PkgServer", "Personality", "SiteCode", "Status", "Type", "UpdateTime")
 FAMILIES: tuple[Family, ...] = (
     PACKAGE_STATUS,
     UPDATE_TIMESTAMP,

@@ -15,8 +15,9 @@ read as they come (`exporter.pagerows`), never collected first.
 The optional collectors' classes are read the same way, each with its explicit property list and
 on connections of its own (the collectors of a poll run at once): `SMS_PackageStatusDistPointsSummarizer`,
 as large as the core table, in the same PackageID slices; `SMS_PackageBaseclass` and
-`SMS_DistributionPointInfo`, a few thousand rows at most, in one enumeration each. Their items are
-read by the general parser (`wsman.parse_page`).
+`SMS_DistributionPointInfo`, a few thousand rows at most, in one enumeration each. Their pages are
+read by `pagerows.FragmentReader`, or by the general parser (`wsman.parse_page`) when they are not
+in its plain shape.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from winrm.exceptions import (
 from winrm.protocol import Protocol
 
 from exporter import wsman
-from exporter.collectors import dp_content_state, dp_info, package_info
+from exporter.collectors import dp_content_state, dp_info, package_info, package_status
 from exporter.collectors.dp_content_state import DPContentRow
 from exporter.collectors.dp_info import DPInfoRow
 from exporter.collectors.package_info import PackageInfoRow
@@ -57,12 +58,8 @@ from exporter.rows import PackageStatusRow, RowError, item_text
 
 log = logging.getLogger(__name__)
 
-PACKAGE_STATUS = "SMS_PackageStatus"
 PROVIDER_LOCATION = "SMS_ProviderLocation"
 SMS_NAMESPACE = "root\\SMS"
-# The properties the exporter uses: a property list costs ~400 bytes a row instead of ~720.
-PROPERTIES = ("PackageID", "PkgServer", "Personality", "SiteCode", "Status", "Type", "UpdateTime")
-PACKAGE_STATUS_WQL = f"SELECT {', '.join(PROPERTIES)} FROM {PACKAGE_STATUS}"
 # Release is a courtesy to the server's per-user operation quota; never worth waiting long for.
 RELEASE_TIMEOUT = 2
 _SITE_CODE = re.compile(r"^[A-Za-z0-9]{3}$")
@@ -115,6 +112,14 @@ def system_ca_file() -> str | None:
 
 def site_namespace(site_code: str) -> str:
     return f"{SMS_NAMESPACE}\\site_{site_code}"
+
+
+def wql_select(class_name: str, properties: tuple[str, ...]) -> str:
+    """The WQL of an explicit property list: never `SELECT *`, some properties are lazy and large."""
+    return f"SELECT {', '.join(properties)} FROM {class_name}"
+
+
+PACKAGE_STATUS_WQL = wql_select(package_status.CLASS_NAME, package_status.PROPERTIES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,8 +244,8 @@ class WinRMSource:
             self._reader = reader
             return reader.rows
 
-        properties = PROPERTIES if self._property_list else None
-        return self._read(PACKAGE_STATUS, properties, deadline, page_rows, sliced=True)
+        properties = package_status.PROPERTIES if self._property_list else None
+        return self._read(package_status.CLASS_NAME, properties, deadline, page_rows, sliced=True)
 
     def package_info(self, deadline: float) -> Iterator[PackageInfoRow]:
         """Every package of `SMS_PackageBaseclass` (one enumeration: a site has a few thousand)."""
@@ -299,7 +304,7 @@ class WinRMSource:
         namespace = site_namespace(site)
         if properties is None:
             return [_Query(namespace, class_name)]
-        select = f"SELECT {', '.join(properties)} FROM {class_name}"
+        select = wql_select(class_name, properties)
         predicates = slice_predicates(self._lanes if sliced else 1)
         return [
             _Query(
