@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
+from exporter.config import PerRow
 from exporter.gzipsplice import Piece, piece
 
 # Lines per encoded chunk: big enough to be cheap, small enough that a render of two million
@@ -70,6 +71,14 @@ def complete(counts: Mapping[int, int], known: Iterable[int]) -> Iterator[tuple[
     for value, count in counts.items():
         if value not in known:
             yield value, count
+
+
+def exported_one_by_one(per_row: PerRow, installed: bool) -> bool:
+    """Whether `per_row` exports a row in the per-row families: all rows, those not installed, none.
+
+    The count families are complete whatever it says.
+    """
+    return per_row == "all" or (per_row == "not_installed" and not installed)
 
 
 def lines_piece(lines: Iterable[str]) -> Piece:

@@ -28,6 +28,7 @@ from exporter.families import (
     cached,
     complete,
     escape_label_value,
+    exported_one_by_one,
     format_value,
     lines_piece,
 )
@@ -116,6 +117,7 @@ class DPContentAggregate:
         self._pairs: dict[tuple[str, str], int] = {}  # (site, server) -> pair id
         self._groups: dict[tuple[int, int], int] = {}  # (pair id, state) -> group id
         self._group_keys: list[tuple[int, int]] = []  # by group id: (pair id, state)
+        self._keep: list[bool] = []  # by group id: its rows are exported one by one (per_row)
         self._packages: dict[str, int] = {}  # package id text -> id
         self._rows: dict[int, int] = {}  # package id << _PAIR_BITS | pair id -> group id of its last row
         self._copied: dict[int, float] = {}  # same key -> LastCopied of rows exported one by one
@@ -127,7 +129,7 @@ class DPContentAggregate:
     def add(self, rows: Iterable[DPContentRow]) -> None:
         """Count `rows` in; a row whose package and DP were seen before replaces the earlier one."""
         pairs, groups, packages, kept, copied = self._pairs, self._groups, self._packages, self._rows, self._copied
-        keep_all, keep_none = self._per_row == "all", self._per_row == "none"
+        keep = self._keep
         for site, package_id, server, state, last_copied in rows:
             pair = pairs.get((site, server))
             if pair is None:
@@ -136,12 +138,13 @@ class DPContentAggregate:
             if group is None:
                 group = groups[(pair, state)] = len(self._group_keys)
                 self._group_keys.append((pair, state))
+                keep.append(exported_one_by_one(self._per_row, state == STATE_INSTALLED))
             package = packages.get(package_id)
             if package is None:
                 package = packages[package_id] = len(packages)
             key = package << _PAIR_BITS | pair
             kept[key] = group
-            if last_copied is not None and not keep_none and (keep_all or state != STATE_INSTALLED):
+            if last_copied is not None and keep[group]:
                 copied[key] = last_copied
             else:
                 copied.pop(key, None)
@@ -167,9 +170,6 @@ class DPContentAggregate:
         }
         return Exposition.of(families, self.rows)
 
-    def _exported(self, state: int) -> bool:
-        return self._per_row == "all" or (self._per_row == "not_installed" and state != STATE_INSTALLED)
-
     def _per_row_states(self, pairs: list[str], servers: list[str], esc: Callable[[str], str]) -> Piece:
         if self._per_row == "none":
             return piece([b""])
@@ -177,12 +177,12 @@ class DPContentAggregate:
         tails = [
             f'{servers[pair]},state="{esc(enum_label(state, STATE_NAMES))}"}} 1\n' for pair, state in self._group_keys
         ]
-        wanted = [self._exported(state) for _, state in self._group_keys]
         packages = [f',package_id="{esc(package)}"' for package in self._packages]
+        keep = self._keep
         chunks: list[bytes] = []
         lines: list[str] = []
         for key, group in self._rows.items():
-            if wanted[group]:
+            if keep[group]:
                 lines.append(f"{heads[group]}{packages[key >> _PAIR_BITS]}{tails[group]}")
                 if len(lines) >= CHUNK_LINES:
                     chunks.append("".join(lines).encode())

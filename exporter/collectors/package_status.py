@@ -24,6 +24,7 @@ from exporter.families import (
     cached,
     complete,
     escape_label_value,
+    exported_one_by_one,
     format_value,
     lines_piece,
 )
@@ -150,8 +151,7 @@ class PackageStatusAggregate:
         groups[key] = number
         self._groups.append((row.site, key))
         self._members.append(set())
-        per_row = self._per_row
-        self._keep.append(per_row == "all" or (per_row == "not_installed" and row.status != STATUS_INSTALLED))
+        self._keep.append(exported_one_by_one(self._per_row, row.status == STATUS_INSTALLED))
         return number
 
     # --- render -------------------------------------------------------------------------------
