@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from datasets import three_site_dataset
 from prometheus_client.parser import text_string_to_metric_families
+from wsman_server import WSManServer
 
 from exporter.errors import Reason
 from exporter.families import Exposition
@@ -228,3 +230,16 @@ def target_status(name: str, polls: int, up: bool, last_duration: float | None, 
     """A target's status as the poller builds it, from its package_status outcome (then `others`)."""
     core = CollectorStatus("package_status", up, last_duration, last_reason, last_error, errors, data, stale)
     return TargetStatus(name, polls, last_duration, last_success, (core, *others))
+
+
+@pytest.fixture(scope="module")
+def dataset() -> dict[str, Any]:
+    """The suite's three sites (tests/datasets.py), every class of each."""
+    return three_site_dataset()
+
+
+@pytest.fixture
+def provider(dataset: dict[str, Any]) -> Iterator[WSManServer]:
+    """A loopback WS-Management server serving `dataset`, stopped after the test."""
+    with WSManServer(dataset) as server:
+        yield server

@@ -10,13 +10,11 @@ pages of their own rows.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import ExporterProcess, Samples, StartExporter, labels, parse_samples, promtool_check_metrics
-from datasets import three_site_dataset
 from expected import check_dp_content_state, check_dp_info, check_package_info, check_target
 from wsman_server import DEFAULT_USERS, WSManServer
 
@@ -38,17 +36,6 @@ PROPERTY_LISTS = {
     ),
 }
 SITES = (("abc", "ABC"), ("def", "DEF"), ("ghi", "GHI"))
-
-
-@pytest.fixture(scope="module")
-def dataset() -> dict[str, Any]:
-    return three_site_dataset()
-
-
-@pytest.fixture
-def provider(dataset: dict[str, Any]) -> Iterator[WSManServer]:
-    with WSManServer(dataset) as server:
-        yield server
 
 
 def rows_of(dataset: dict[str, Any], site: str, class_name: str) -> list[dict[str, Any]]:

@@ -6,28 +6,14 @@ the exporter's own parsing, and compared with what a scrape over HTTP returns.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from conftest import Samples, StartExporter, free_port, labels, parse_samples, promtool_check_metrics
-from datasets import three_site_dataset
 from expected import check_target
 from wsman_server import DEFAULT_USERS, WSManServer
 
 USER, PASSWORD = next(iter(DEFAULT_USERS.items()))
-
-
-@pytest.fixture(scope="module")
-def dataset() -> dict[str, Any]:
-    return three_site_dataset()
-
-
-@pytest.fixture
-def provider(dataset: dict[str, Any]) -> Iterator[WSManServer]:
-    with WSManServer(dataset) as server:
-        yield server
 
 
 def winrm_config(tmp_path: Path, port: int, targets: str, *, interval: str = "3s", timeout: str = "2s",
