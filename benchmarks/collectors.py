@@ -31,7 +31,7 @@ polls (Linux clear_refs after the warm-up).
 collector thread runs (`TargetPoller._collect_into`: read, count in, render) with nothing else
 running: its own cost, the yardstick of the issue's criterion. The pages of its warm-up read are
 recorded and read again from memory as the source reads them: `parse rows/s` is replies -> rows
-only (`wsman.split_page`, then `PageReader` for `SMS_PackageStatus`, the fragment reader and the
+only (`split_page`, then `PageReader` for `SMS_PackageStatus`, the fragment reader and the
 class's `parse_item` for the others), without the network or the aggregate.
 
 Unless `--no-delay`, the same polls are timed again with a 20 ms round trip injected
@@ -186,19 +186,17 @@ def alone_role(port: str, per_row: str, polls: str, names: str) -> None:
     """Each class read by itself (a poll's collector thread, nothing beside it); then its pages parsed from memory.
 
     The replies of the warm-up read are recorded as pywinrm hands them over, and read again the
-    way `WinRMSource` reads them: `wsman.split_page`, then `PageReader` for `SMS_PackageStatus`
-    and the source's `_item_rows` (the fragment reader, or the general parser, and `parse_item`)
-    for the other classes.
+    way a poll reads them: `split_page`, then the collector's own reader where it has one
+    (`PageReader` for `SMS_PackageStatus`), else the fragment reader (or the general parser) and
+    its `parse_item`.
     """
     from winrm.protocol import Protocol
 
-    from exporter import wsman
-    from exporter.collectors import SPECS, dp_info, package_info
-    from exporter.collectors import dp_content_state as content
-    from exporter.pagerows import PageReader
+    from exporter.collectors import SPECS
+    from exporter.collectors.spec import page_rows as rows_of_page
     from exporter.poller import TargetPoller
     from exporter.sources import make_source
-    from exporter.sources.winrm import _item_rows
+    from exporter.winrm.pages import FragmentReader, RawPage, ReplyPage, split_page
 
     config = target(int(port), per_row, COLLECTORS)
     poller = TargetPoller(config, make_source(config))
@@ -240,24 +238,25 @@ def alone_role(port: str, per_row: str, polls: str, names: str) -> None:
             rows[name] = count
     poller.source.close()
 
-    readers: dict[str, Callable[[], Callable[[wsman.RawPage, int], list[Any]]]] = {
-        "package_status": lambda: PageReader(SITE).rows,
-        "package_info": lambda: _item_rows(package_info.CLASS_NAME, package_info.PROPERTIES,
-                                           lambda item, site: package_info.parse_item(item))(SITE),
-        "dp_info": lambda: _item_rows(dp_info.CLASS_NAME, dp_info.PROPERTIES, dp_info.parse_item)(SITE),
-        "dp_content_state": lambda: _item_rows(content.CLASS_NAME, content.PROPERTIES, content.parse_item)(SITE),
-    }
+    def reader(name: str) -> Callable[[RawPage, int], list[Any]]:
+        """What turns one recorded reply of the collector's class into rows, as a poll does."""
+        read = SPECS[name].reads[0]
+        wire = read.wire_reader(SITE) if read.wire_reader is not None else None
+        fragments = FragmentReader(read.query.properties)
+        return lambda raw, first: rows_of_page(
+            ReplyPage(raw, fragments, read.query.class_name, first), read.parse_item, SITE, wire)
+
     parse: dict[str, list[float]] = {}
     parsed: dict[str, int] = {}
     for read_name, pages in recorded.items():
         parse[read_name] = []
         for _ in range(max(3, int(polls))):
             gc.collect()
-            page_rows = readers[read_name]()
+            page_rows = reader(read_name)
             count = 0
             started = time.perf_counter()
             for page in pages:
-                count += len(page_rows(wsman.split_page(page), count + 1))
+                count += len(page_rows(split_page(page), count + 1))
             parse[read_name].append(time.perf_counter() - started)
             parsed[read_name] = count
         if parsed[read_name] != rows[read_name]:

@@ -174,13 +174,17 @@ def target_config(port: int, per_row: str, parallel: int) -> Any:
 
 def exporter_role(port: str, per_row: str, polls: str, latency: str) -> None:
     """The exporter: timed polls, then /metrics for the parent's scrapes, then pages read from memory."""
-    from exporter import wsman
-    from exporter.collectors.package_status import PackageStatusAggregate
+    from exporter.collectors import SPECS
+    from exporter.collectors.package_status.aggregate import PackageStatusAggregate
+    from exporter.collectors.package_status.pages import PageReader
+    from exporter.collectors.package_status.row import CLASS_NAME, parse_item
+    from exporter.collectors.spec import Reader, page_rows
     from exporter.config import Config
-    from exporter.pagerows import PageReader
     from exporter.server import serve
     from exporter.service import Exporter
-    from exporter.sources.winrm import WinRMSource
+    from exporter.winrm import pages
+    from exporter.winrm import source as winrm_source
+    from exporter.winrm.source import WinRMSource
 
     target = target_config(int(port), per_row, 4)
     exporter = Exporter(Config(targets=(target,)))
@@ -189,17 +193,17 @@ def exporter_role(port: str, per_row: str, polls: str, latency: str) -> None:
     # disk, not to weigh on this process's memory) to be read again from memory below.
     spill = tempfile.TemporaryFile()  # noqa: SIM115 - closed once read back, below
     offsets: list[int] = []
-    split = wsman.split_page
+    split = pages.split_page
 
-    def recording(data: bytes | str, **kwargs: Any) -> wsman.RawPage:
+    def recording(data: bytes | str, **kwargs: Any) -> pages.RawPage:
         raw = data if isinstance(data, bytes) else data.encode()
         spill.write(raw)
         offsets.append(len(raw))
         return split(data, **kwargs)
 
-    wsman.split_page = recording  # type: ignore[assignment]
+    winrm_source.split_page = recording  # type: ignore[attr-defined]
     poller.poll_once()
-    wsman.split_page = split  # type: ignore[assignment]
+    winrm_source.split_page = split  # type: ignore[attr-defined]
     gc.collect()
     reset = reset_peak_rss()
     durations = []
@@ -225,7 +229,7 @@ def exporter_role(port: str, per_row: str, polls: str, latency: str) -> None:
             source = WinRMSource(target_config(int(port), per_row, parallel))
             started = time.monotonic()
             aggregate = PackageStatusAggregate(per_row)  # type: ignore[arg-type]
-            aggregate.add(source.rows(started + 600))
+            aggregate.add(Reader(SPECS["package_status"]).rows(source, started + 600))
             aggregate.render("bench", SITE)
             hidden[str(parallel)] = time.monotonic() - started
             source.close()
@@ -244,7 +248,7 @@ def exporter_role(port: str, per_row: str, polls: str, latency: str) -> None:
         parsing = adding = 0.0
         for page in recorded:
             started = time.perf_counter()
-            rows = reader.rows(split(page), 1)
+            rows = page_rows(pages.ReplyPage(split(page), None, CLASS_NAME), parse_item, SITE, reader)
             middle = time.perf_counter()
             aggregate.add(rows)
             parsing += middle - started
@@ -262,7 +266,9 @@ def naive_role(port: str, per_row: str) -> None:
     """The obvious alternative: module-level Gauges, .labels().set() per series, generate_latest per scrape."""
     from prometheus_client import REGISTRY, Gauge, start_http_server
 
-    from exporter.sources.winrm import WinRMSource
+    from exporter.collectors import SPECS
+    from exporter.collectors.spec import Reader
+    from exporter.winrm.source import WinRMSource
 
     labels = ["target", "site", "package_id", "server", "type", "status", "personality"]
     status_g = Gauge("sccm_package_status", "One series per SMS_PackageStatus row, value 1", labels)
@@ -276,7 +282,7 @@ def naive_role(port: str, per_row: str) -> None:
     personalities = {0: "none", 1: "mac", 2: "fpnw"}
 
     source = WinRMSource(target_config(int(port), per_row, 4))
-    rows = list(source.rows(time.monotonic() + 600))  # what the poller did before: the whole table
+    rows = list(Reader(SPECS["package_status"]).rows(source, time.monotonic() + 600))  # the whole table at once
     started = time.perf_counter()
     for family in (status_g, stamp_g, rows_g, server_g, held_g):
         family.clear()

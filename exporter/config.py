@@ -17,23 +17,24 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Literal, TypeVar, get_args
 
+from exporter.collectors import CORE, DEFAULTS, SPECS
+from exporter.families import PerRow
 from exporter.yamlfile import YAMLFileError, load_yaml, read_text
 
 Scheme = Literal["https", "http"]
 Transport = Literal["ntlm", "kerberos", "credssp", "basic", "certificate"]
 Encryption = Literal["auto", "always", "never"]
-PerRow = Literal["all", "not_installed", "none"]
 SourceKind = Literal["winrm", "file", "demo"]
-Collector = Literal["package_status", "package_info", "dp_content_state", "dp_info"]
+Collector = str  # a name of exporter.collectors.SPECS
 
 SCHEMES: tuple[Scheme, ...] = get_args(Scheme)
 TRANSPORTS: tuple[Transport, ...] = get_args(Transport)
 ENCRYPTIONS: tuple[Encryption, ...] = get_args(Encryption)
 PER_ROWS: tuple[PerRow, ...] = get_args(PerRow)
 SOURCE_KINDS: tuple[SourceKind, ...] = get_args(SourceKind)
-COLLECTORS: tuple[Collector, ...] = get_args(Collector)
-# design.md: package_info and dp_info on, dp_content_state off; package_status is always on.
-DEFAULT_COLLECTORS: frozenset[Collector] = frozenset({"package_status", "package_info", "dp_info"})
+# Every registered collector, in order; the default set (the core one always runs).
+COLLECTORS: tuple[Collector, ...] = tuple(SPECS)
+DEFAULT_COLLECTORS: frozenset[Collector] = DEFAULTS
 # winrm: enumerations of SMS_PackageStatus run at once, each over a slice of the PackageIDs. Four
 # hide most of the round trips of a large site; 16 is the number of slices (hex digits).
 DEFAULT_PARALLEL_ENUMERATIONS = 4
@@ -474,7 +475,7 @@ def _collectors(ctx: _Context, value: Any, path: str) -> frozenset[Collector] | 
         ctx.error(path, f"must be a list of collector names such as [package_info, dp_info] (got {_kind(value)}); "
                         f"allowed: {', '.join(COLLECTORS)}")
         return None
-    chosen: set[Collector] = {"package_status"}
+    chosen: set[Collector] = {CORE}
     for index, name in enumerate(value):
         found = next((collector for collector in COLLECTORS if collector == name), None)
         if found is None:
@@ -589,11 +590,11 @@ def _source_collectors(ctx: _Context, source: SourceKind, settings: _Defaults, p
     """
     if source != "file":
         return settings.collectors
-    others = sorted(settings.collectors - {"package_status"})
+    others = sorted(settings.collectors - {CORE})
     if others and settings.collectors_origin.startswith(prefix + "."):
         ctx.error(settings.collectors_origin, f"the file source reads SMS_PackageStatus only: remove "
                                               f"{', '.join(others)} (only winrm and demo targets run them)")
-    return frozenset({"package_status"})
+    return frozenset({CORE})
 
 
 def _target_keys(ctx: _Context, value: dict[Any, Any], prefix: str) -> SourceKind | None:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
-from exporter.config import PerRow
 from exporter.gzipsplice import Piece, piece
+
+PerRow = Literal["all", "not_installed", "none"]
+"""Which rows the per-row families export one by one (the `per_row` setting)."""
 
 # Lines per encoded chunk: big enough to be cheap, small enough that a render of two million
 # lines never holds them all as separate strings.

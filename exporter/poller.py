@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from exporter.collectors import SPECS, CollectorSpec
-from exporter.config import COLLECTORS, Collector, TargetConfig
+from exporter.collectors import SPECS
+from exporter.collectors.spec import CollectorSpec, Reader
+from exporter.config import Collector, TargetConfig
 from exporter.errors import REASONS, PollError, Reason
 from exporter.families import Exposition
-from exporter.sources import Source
+from exporter.wmi import Source
 
 log = logging.getLogger("exporter.poller")
 
@@ -54,15 +55,15 @@ class CollectorStatus:
 class TargetStatus:
     """What a scrape needs to know about a target, as of its last finished poll.
 
-    `collectors` holds every enabled collector, package_status first; `up`, `errors`, `data` and
-    the rest are package_status' (`sccm_up` follows it). `last_duration` is the whole poll's.
+    `collectors` holds every enabled collector, the core one (package_status) first; `up`,
+    `errors`, `data` and the rest are the core one's (`sccm_up` follows it). `last_duration` is the whole poll's.
     """
 
     name: str
     polls: int  # finished polls, successful or not
     last_duration: float | None
     last_success: float | None  # wall-clock Unix seconds of the end of the last good poll
-    collectors: tuple[CollectorStatus, ...]  # package_status first
+    collectors: tuple[CollectorStatus, ...]  # the core one first
 
     @property
     def core(self) -> CollectorStatus:
@@ -86,7 +87,7 @@ class TargetStatus:
 
     @property
     def data(self) -> Exposition | None:
-        """package_status' data: None before the first success and once stale."""
+        """The core collector's data: None before the first success and once stale."""
         return self.core.data
 
     @property
@@ -151,11 +152,13 @@ class TargetPoller:
         self._monotonic = monotonic
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
-        # package_status always, and first: it is the one sccm_up follows (status() takes the
+        # The core collector always, and first: it is the one sccm_up follows (status() takes the
         # first collector's outcome as the target's), and the first the log names.
-        self._collectors: tuple[Collector, ...] = tuple(
-            c for c in COLLECTORS if c == "package_status" or c in target.collectors)
-        self._state = _State(collectors={name: _CollectorState() for name in self._collectors})
+        enabled = [spec for spec in SPECS.values() if spec.core or spec.name in target.collectors]
+        self._specs: tuple[CollectorSpec, ...] = tuple(sorted(enabled, key=lambda spec: not spec.core))
+        # Each collector's reader, kept from poll to poll (its fast readers remember what repeats).
+        self._readers = {spec.name: Reader(spec) for spec in self._specs}
+        self._state = _State(collectors={spec.name: _CollectorState() for spec in self._specs})
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._finished = threading.Event()  # set after every finished poll, for tests and readiness
@@ -198,15 +201,15 @@ class TargetPoller:
         deadline = started + self.target.timeout
         results: dict[Collector, tuple[Exposition | PollError, float]] = {}
         runs: dict[Collector, _Run] = {}
-        for name in self._collectors:
-            previous = self._state.collectors[name].thread
+        for spec in self._specs:
+            previous = self._state.collectors[spec.name].thread
             if previous is not None and previous.is_alive():
                 # Its last read outlived its deadline and is still winding down: never start a
                 # second one against the same provider; count this round as another timeout.
-                what = "poll" if name == "package_status" else f"read of {SPECS[name].class_name}"
-                results[name] = (PollError("timeout", f"previous {what} still running past its deadline"), 0.0)
+                what = "poll" if spec.core else f"read of {spec.classes}"
+                results[spec.name] = (PollError("timeout", f"previous {what} still running past its deadline"), 0.0)
                 continue
-            runs[name] = self._start(SPECS[name], deadline)
+            runs[spec.name] = self._start(spec, deadline)
         # One grace for the whole poll, not one per collector: several hanging reads end it at
         # the same time as one.
         give_up = deadline + GRACE
@@ -235,7 +238,7 @@ class TargetPoller:
             # Rows are counted in as the source yields them, page by page: a poll never holds
             # the whole table, only what its families need (see the collectors' aggregates).
             aggregate = spec.aggregate(self.target.per_row)
-            aggregate.add(self._within(spec.read(self.source, deadline), deadline, spec))
+            aggregate.add(self._within(self._readers[spec.name].rows(self.source, deadline), deadline, spec))
             outcome.append((aggregate.render(self.target.name, self.source.site_code()), self._monotonic()))
         except BaseException as exc:  # every failure of a read is recorded, none kills the thread
             outcome.append((exc, self._monotonic()))
@@ -247,11 +250,11 @@ class TargetPoller:
                 raise self._late(spec)
             if count > limit:
                 raise PollError(
-                    "other", f"{spec.class_name} gave more than max_rows {limit} rows; poll abandoned")
+                    "other", f"{spec.classes} gave more than max_rows {limit} rows; poll abandoned")
             yield row
 
     def _late(self, spec: CollectorSpec) -> PollError:
-        what = "poll did not finish" if spec.name == "package_status" else f"{spec.class_name} not read"
+        what = "poll did not finish" if spec.core else f"{spec.classes} not read"
         return PollError("timeout", f"{what} within timeout {self.target.timeout:g}s")
 
     def _record(
@@ -273,7 +276,7 @@ class TargetPoller:
                     collector.last_success_mono = self._monotonic()
                     collector.last_reason = collector.last_error = None
                     collector.data = result
-                    if name == "package_status":
+                    if SPECS[name].core:
                         state.last_success = self._clock()
                 else:
                     collector.up = False
@@ -286,7 +289,7 @@ class TargetPoller:
 
     def _log(self, name: Collector, result: Exposition | PollError, took: float, duration: float) -> None:
         target = self.target.name
-        if name == "package_status":
+        if SPECS[name].core:
             if isinstance(result, Exposition):
                 log.info("poll finished", extra={"target": target, "rows": result.rows, "series": result.series,
                                                  "duration_seconds": round(duration, 3)})

@@ -1,71 +1,21 @@
-"""The `SMS_PackageStatus` row as the exporter sees it, and the field conversions every source shares.
+"""Conversions of WMI property text every collector shares: numbers, booleans, NAL paths, datetimes.
 
-Every source (WinRM, file, demo) produces `PackageStatusRow`s through the helpers here, so that a
-row read from a CSV export and a row read over WS-Management become the same series.
-See shared/spec/sms-packagestatus.md for the class.
+A property's text reads the same whether it came over WS-Management, from a CSV or JSON export
+or from the demo site, so that every source gives the same series. A value that does not
+convert raises `RowError`, which names the field and the value (`exporter.wmi.row_error` then
+names the row).
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
-from typing import NamedTuple
-
-# Enum names as they appear in the `status`, `type` and `personality` labels (design.md).
-STATUS_NAMES: dict[int, str] = {
-    0: "none",
-    1: "sent",
-    2: "received",
-    3: "installed",
-    4: "retry",
-    5: "failed",
-    6: "removed",
-    7: "pending_remove",
-}
-TYPE_NAMES: dict[int, str] = {1: "master", 2: "copy"}
-PERSONALITY_NAMES: dict[int, str] = {0: "none", 1: "mac", 2: "fpnw"}
-
-TYPE_MASTER = 1
-TYPE_COPY = 2
-STATUS_INSTALLED = 3
-
-# Reverse maps, so that a file written with names ("Installed", "COPY") reads back as numbers.
-_STATUS_BY_NAME = {name.replace("_", ""): number for number, name in STATUS_NAMES.items()}
-_TYPE_BY_NAME = {name: number for number, name in TYPE_NAMES.items()}
-_PERSONALITY_BY_NAME = {name: number for number, name in PERSONALITY_NAMES.items()}
 
 
 class RowError(ValueError):
     """A field of a row could not be understood; the message names the field and the value."""
-
-
-class PackageStatusRow(NamedTuple):
-    """One `SMS_PackageStatus` instance, typed.
-
-    `server` is the host name taken from `PkgServer` (see `host_from_nal`); `pkg_server` keeps the
-    raw value. Enums stay numbers so that values outside the documented tables survive.
-    `update_time` is Unix seconds UTC with the fraction kept, or None when the field is nil.
-
-    A tuple, not a dataclass: a large site yields a million of these per poll, and a tuple is
-    built and unpacked several times faster than a frozen dataclass instance.
-    """
-
-    site: str
-    package_id: str
-    server: str
-    type: int
-    status: int
-    personality: int
-    update_time: float | None
-    pkg_server: str = ""
-
-    @property
-    def key(self) -> tuple[str, str, str, int, int, int]:
-        """The identity of a row as exported: two rows with the same key are one series."""
-        return (self.site, self.package_id, self.server, self.type, self.status, self.personality)
 
 
 def enum_label(value: int, names: dict[int, str]) -> str:
@@ -73,7 +23,8 @@ def enum_label(value: int, names: dict[int, str]) -> str:
     return names.get(value) or str(value)
 
 
-def _parse_enum(field: str, text: str | None, by_name: dict[str, int]) -> int:
+def parse_enum(field: str, text: str | None, by_name: dict[str, int]) -> int:
+    """A WMI enum: its number, or a name from `by_name` (files written with names: `Installed`)."""
     if text is None:
         raise RowError(f"{field} is missing")
     cleaned = text.strip()
@@ -87,22 +38,8 @@ def _parse_enum(field: str, text: str | None, by_name: dict[str, int]) -> int:
     return number
 
 
-def parse_status(text: str | None) -> int:
-    return _parse_enum("Status", text, _STATUS_BY_NAME)
-
-
-def parse_type(text: str | None) -> int:
-    return _parse_enum("Type", text, _TYPE_BY_NAME)
-
-
-def parse_personality(text: str | None) -> int:
-    if text is None or not text.strip():
-        return 0  # legacy property: absent means NONE
-    return _parse_enum("Personality", text, _PERSONALITY_BY_NAME)
-
-
 def item_text(item: Mapping[str, str | list[str | None] | None], name: str) -> str | None:
-    """One property of an instance as `wsman.parse_items` gives it: its text, or None when nil."""
+    """One property of an instance (`exporter.wmi.Item`): its text, or None when nil or absent."""
     value = item.get(name)
     if isinstance(value, list):
         raise RowError(f"{name} has {len(value)} values where one was expected")
@@ -233,35 +170,3 @@ def _offset_tz(offset: str) -> timezone:
     sign = -1 if offset[0] == "-" else 1
     digits = offset[1:].replace(":", "")
     return timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
-
-
-def make_row(
-    *,
-    site: str | None,
-    package_id: str | None,
-    pkg_server: str | None,
-    type_: str | None,
-    status: str | None,
-    personality: str | None,
-    update_time: str | None,
-) -> PackageStatusRow:
-    """Build a typed row from the text of its properties, as every source reads them.
-
-    Strings are interned: a site holds a handful of servers and sites repeated over many rows,
-    and sharing them keeps a large poll small.
-    """
-    if not package_id:
-        raise RowError("PackageID is missing")
-    if pkg_server is None:
-        raise RowError("PkgServer is missing")
-    host = host_from_nal(pkg_server)
-    return PackageStatusRow(
-        site=sys.intern((site or "").strip()),
-        package_id=sys.intern(package_id.strip()),
-        server=sys.intern(host),
-        type=parse_type(type_),
-        status=parse_status(status),
-        personality=parse_personality(personality),
-        update_time=parse_datetime(update_time),
-        pkg_server=sys.intern(pkg_server),
-    )

@@ -28,12 +28,72 @@ from datasets import three_site_dataset
 from prometheus_client.parser import text_string_to_metric_families
 from wsman_server import WSManServer
 
+from exporter.collectors import SPECS
+from exporter.collectors.package_status.aggregate import PackageStatusAggregate
+from exporter.collectors.package_status.pages import PageReader
+from exporter.collectors.package_status.row import CLASS_NAME, PackageStatusRow, parse_item
+from exporter.collectors.spec import Reader, page_rows
 from exporter.errors import Reason
-from exporter.families import Exposition
+from exporter.families import Exposition, PerRow
 from exporter.poller import CollectorStatus, TargetStatus
+from exporter.sources.demo import item_of
+from exporter.winrm.pages import RawPage, ReplyPage
+from exporter.wmi import Item, ItemsPage, Page, Query, Source
 
 Labels = tuple[tuple[str, str], ...]
 Samples = dict[str, dict[Labels, float]]
+
+
+def instance_of(row: Any) -> Item:
+    """A typed row as a provider would send it, such that the collector reads back the row it
+    exports: the server where a NAL path would be (test rows need not have a consistent one)."""
+    item = item_of(row)
+    for path in ("PkgServer", "ServerNALPath", "NALPath"):
+        if path in item:
+            item[path] = row.server
+    return item
+
+
+class RowsSource:
+    """A test double of a source that thinks in typed rows: `rows_of(collector, deadline)` gives a
+    collector's rows (lazily: it may raise after some), and they are answered as a provider would,
+    as instance text, a page per row, so that the collectors read them as they read any source."""
+
+    def rows_of(self, collector: str, deadline: float) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def read(self, query: Query, deadline: float) -> Iterator[Page]:
+        collector = next(name for name, spec in SPECS.items()
+                         if any(read.query.class_name == query.class_name for read in spec.reads))
+        for row in self.rows_of(collector, deadline):
+            yield ItemsPage([instance_of(row)], lambda index: f"{query.class_name} row")
+
+    def site_code(self) -> str | None:
+        return "ABC"
+
+    def close(self) -> None:
+        pass
+
+
+def collector_rows(source: Source, collector: str, deadline: float) -> Iterator[Any]:
+    """The rows `collector` reads from `source` in one poll, as they come: what the poller adds up."""
+    return Reader(SPECS[collector]).rows(source, deadline)
+
+
+def status_rows(raw: RawPage, site: str = "ABC", reader: PageReader | None = None) -> list[PackageStatusRow]:
+    """The SMS_PackageStatus rows of one reply as a poll reads them: by `reader` (the fast way)
+    when given and it can, else instance by instance; a row that does not convert is a PollError."""
+    return page_rows(ReplyPage(raw, None, CLASS_NAME), parse_item, site, reader)
+
+
+def render_rows(
+    target: str, rows: Iterator[PackageStatusRow] | list[PackageStatusRow], per_row: PerRow,
+    own_site: str | None = None,
+) -> Exposition:
+    """Every package_status family of one target from its rows, all at once (polls stream them)."""
+    aggregate = PackageStatusAggregate(per_row)
+    aggregate.add(rows)
+    return aggregate.render(target, own_site)
 
 
 def require_tool(name: str) -> str:

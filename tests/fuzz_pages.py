@@ -18,18 +18,20 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports():
-    from exporter import wsman
+    from conftest import status_rows
+
+    from exporter.collectors.package_status.pages import PageReader
     from exporter.errors import PollError
-    from exporter.pagerows import PageReader
+    from exporter.winrm import faults, pages
 
 FIXTURES = Path(__file__).parent / "fixtures" / "wsman"
 
 
 def one_input(data: bytes) -> None:
     for read in (
-        lambda: PageReader("ABC").rows(wsman.split_page(data), 1),
-        lambda: wsman.parse_page(data),
-        lambda: wsman.fault_error(wsman.parse_fault(data), namespace="root\\SMS\\site_ABC",
+        lambda: status_rows(pages.split_page(data), "ABC", PageReader("ABC")),
+        lambda: pages.parse_page(data),
+        lambda: faults.fault_error(faults.parse_fault(data), namespace="root\\SMS\\site_ABC",
                                   class_name="SMS_PackageStatus"),
     ):
         with contextlib.suppress(PollError):

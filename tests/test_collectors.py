@@ -1,6 +1,6 @@
 """The optional collectors of design.md: package_info, dp_content_state and dp_info.
 
-Each collector turns instances of its class, as `wsman.parse_items` gives them (text values, None
+Each collector turns instances of its class, as `pages.parse_items` gives them (text values, None
 for `xsi:nil`, a list for a repeated element), into typed rows (`parse_item`), counts the rows of
 one poll into an aggregate (`add`) and renders its families once (`render`). Renderings are
 checked exactly, and parsed back with prometheus_client's parser under each family's header.
@@ -15,13 +15,14 @@ from xml.sax.saxutils import escape
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import wsman
+from exporter import wmi
 from exporter.collectors import DATA_FAMILIES, SPECS, dp_content_state, dp_info, package_info
 from exporter.collectors.dp_content_state import DPContentAggregate, DPContentRow
 from exporter.collectors.dp_info import DPInfoAggregate, DPInfoRow
 from exporter.collectors.package_info import PackageInfoAggregate, PackageInfoRow
 from exporter.families import Exposition, Family
 from exporter.rows import RowError
+from exporter.winrm import envelopes, pages
 
 Labels = tuple[tuple[str, str], ...]
 Samples = dict[str, dict[Labels, float]]
@@ -39,9 +40,9 @@ def nal(host: str) -> str:
     return NAL.format(host=host)
 
 
-def item(**properties: str | list[str | None] | None) -> wsman.Item:
+def item(**properties: str | list[str | None] | None) -> wmi.Item:
     """One instance as the WinRM source gets it: a `<w:XmlFragment>` (an explicit property list)
-    read by `wsman.parse_items`. None is `xsi:nil`, a list a repeated element, a value starting
+    read by `pages.parse_items`. None is `xsi:nil`, a list a repeated element, a value starting
     with `@` a datetime in its `<Datetime>` wrapper."""
 
     def element(name: str, value: str | None) -> str:
@@ -56,10 +57,10 @@ def item(**properties: str | list[str | None] | None) -> wsman.Item:
         for name, value in properties.items()
     )
     xml = (
-        f'<w:Items xmlns:w="{wsman.NS_WSMAN}" xmlns:xsi="{wsman.NS_XSI}">'
+        f'<w:Items xmlns:w="{envelopes.NS_WSMAN}" xmlns:xsi="{envelopes.NS_XSI}">'
         f"<w:XmlFragment>{body}</w:XmlFragment></w:Items>"
     )
-    (parsed,) = wsman.parse_items(ET.fromstring(xml))
+    (parsed,) = pages.parse_items(ET.fromstring(xml))
     return parsed
 
 
@@ -96,7 +97,7 @@ def label_names(samples: Samples) -> dict[str, set[str]]:
 
 
 def test_each_collector_reads_its_class_and_its_families_are_served_in_order() -> None:
-    assert {name: spec.class_name for name, spec in SPECS.items()} == {
+    assert {name: spec.classes for name, spec in SPECS.items()} == {
         "package_status": "SMS_PackageStatus",
         "package_info": "SMS_PackageBaseclass",
         "dp_content_state": "SMS_PackageStatusDistPointsSummarizer",
@@ -116,7 +117,7 @@ def test_each_collector_reads_its_class_and_its_families_are_served_in_order() -
 # --- package_info ---------------------------------------------------------------------------
 
 
-def package_item(**overrides: str | list[str | None] | None) -> wsman.Item:
+def package_item(**overrides: str | list[str | None] | None) -> wmi.Item:
     properties: dict[str, str | list[str | None] | None] = {
         "PackageID": "ABC00012", "Name": "Office 365", "Version": "16.0", "PackageType": "0",
         "SourceVersion": "7", "SourceDate": "@2024-05-01T10:22:33.5Z", "PackageSize": "2048",
@@ -265,7 +266,7 @@ def test_package_info_without_rows_renders_empty_families() -> None:
 # --- dp_content_state ---------------------------------------------------------------------------
 
 
-def content_item(**overrides: str | list[str | None] | None) -> wsman.Item:
+def content_item(**overrides: str | list[str | None] | None) -> wmi.Item:
     properties: dict[str, str | list[str | None] | None] = {
         "PackageID": "ABC00012", "ServerNALPath": nal("DP01.corp.example.com"), "SiteCode": "ABC", "State": "0",
         "PackageType": "0", "SourceVersion": "7", "LastCopied": "@2024-05-01T10:22:33.488171Z",
@@ -492,7 +493,7 @@ def test_dp_content_state_without_rows_renders_empty_families() -> None:
 # --- dp_info --------------------------------------------------------------------------------
 
 
-def dp_item(**overrides: str | list[str | None] | None) -> wsman.Item:
+def dp_item(**overrides: str | list[str | None] | None) -> wmi.Item:
     properties: dict[str, str | list[str | None] | None] = {
         "NALPath": nal("DP01.corp.example.com"), "ServerName": "DP01.corp.example.com", "SiteCode": "ABC",
         "IsPullDP": "true", "IsPXE": "false", "IsMulticast": "true", "IsPeerDP": "false",
@@ -503,7 +504,7 @@ def dp_item(**overrides: str | list[str | None] | None) -> wsman.Item:
 
 def test_dp_info_parse_item_reads_every_property() -> None:
     row = dp_info.parse_item(dp_item(), "OWN")
-    assert row == DPInfoRow("ABC", "DP01.corp.example.com", pull=True, pxe=False, multicast=True, peer=False,
+    assert row == DPInfoRow("ABC", "DP01.corp.example.com", pull=True, pxe=False, multicast=True,
                             internet_facing=True, groups=3)
 
 
@@ -543,7 +544,6 @@ def test_dp_info_reads_flags_as_powershell_exports_write_them() -> None:
         ({"IsPullDP": "yes"}, "IsPullDP is not a boolean: 'yes'"),
         ({"IsPXE": "2"}, "IsPXE is not a boolean: '2'"),
         ({"IsMulticast": "maybe"}, "IsMulticast is not a boolean"),
-        ({"IsPeerDP": "x"}, "IsPeerDP is not a boolean"),
         ({"InternetFacing": "x"}, "InternetFacing is not a boolean"),
         ({"GroupCount": "many"}, "GroupCount is not a number: 'many'"),
         ({"GroupCount": ["1", "2"]}, "GroupCount has 2 values where one was expected"),
@@ -564,7 +564,7 @@ def render_dps(rows: Iterable[DPInfoRow], target: str = "abc") -> Exposition:
 
 def test_dp_info_renders_exactly() -> None:
     exposition = render_dps([
-        DPInfoRow("ABC", "DP01", pull=True, pxe=False, multicast=True, peer=True, internet_facing=False, groups=3),
+        DPInfoRow("ABC", "DP01", pull=True, pxe=False, multicast=True, internet_facing=False, groups=3),
         DPInfoRow("ABC", "DP02"),
     ])
     assert exposition.samples == {

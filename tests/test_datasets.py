@@ -58,9 +58,10 @@ from expected import (
 )
 from wsman_server import ACTION_PULL, envelope, pull_body, render_fragment
 
-from exporter import wsman
+from exporter import wmi
 from exporter.collectors import dp_content_state, dp_info, package_info
-from exporter.config import PerRow
+from exporter.families import PerRow
+from exporter.winrm import pages
 
 DATA = three_site_dataset()
 SITES = [code for code, *_ in THREE_SITES]
@@ -245,11 +246,11 @@ def test_dp_info_has_one_instance_per_dp_in_a_realistic_mix(site: str) -> None:
 # --------------------------------------------------------------------------- expected.py against the exporter
 
 
-def _wire_items(rows: list[Row], properties: tuple[str, ...]) -> list[wsman.Item]:
+def _wire_items(rows: list[Row], properties: tuple[str, ...]) -> list[wmi.Item]:
     """The rows as the exporter reads them: rendered as the test server renders a property list."""
     fragments = [render_fragment(sorted(properties, key=str.lower), row) for row in rows]
     text = envelope(ACTION_PULL + "Response", "uuid:1", pull_body(None, fragments, True))
-    return wsman.parse_page(text).items
+    return pages.parse_page(text).items or []
 
 
 def _exporter_samples(site: str, per_row: str = "all") -> Samples:

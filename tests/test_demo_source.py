@@ -9,18 +9,21 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import pytest
+from conftest import collector_rows
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collectors import dp_content_state, dp_info, package_info
 from exporter.collectors.dp_content_state import STATE_NAMES, DPContentAggregate, DPContentRow
 from exporter.collectors.dp_info import DPInfoAggregate, DPInfoRow
 from exporter.collectors.package_info import PACKAGE_TYPE_NAMES, PackageInfoAggregate, PackageInfoRow
+from exporter.collectors.package_status.row import STATUS_NAMES, TYPE_COPY, TYPE_MASTER, PackageStatusRow
 from exporter.config import TargetConfig
 from exporter.families import Exposition, Family
-from exporter.rows import STATUS_NAMES, TYPE_COPY, TYPE_MASTER, PackageStatusRow, host_from_nal
+from exporter.rows import host_from_nal
 from exporter.sources.demo import DemoSite, DemoSource, default_seed
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC).timestamp()
@@ -165,14 +168,14 @@ def test_a_poll_reuses_the_rows_that_did_not_change() -> None:
 def test_rows_uses_the_clock() -> None:
     now = [T0]
     source = DemoSource(target(), clock=lambda: now[0])
-    assert list(source.rows(time.monotonic() + 10)) == rows_at(T0)
+    assert list(collector_rows(source, "package_status", time.monotonic() + 10)) == rows_at(T0)
     now[0] = T0 + 5 * 3600
-    assert list(source.rows(time.monotonic() + 10)) == rows_at(T0 + 5 * 3600)
+    assert list(collector_rows(source, "package_status", time.monotonic() + 10)) == rows_at(T0 + 5 * 3600)
     source.close()
 
 
 def test_wall_clock_by_default() -> None:
-    rows = list(DemoSource(target()).rows(time.monotonic() + 10))
+    rows = list(collector_rows(DemoSource(target()), "package_status", time.monotonic() + 10))
     assert all(r.update_time is not None and r.update_time <= time.time() for r in rows)
 
 
@@ -187,7 +190,8 @@ CONTENT_STATE_OF_STATUS = {SENT: 1, RECEIVED: 1, INSTALLED: 0, RETRY: 2, FAILED:
 
 
 def classes_at(source: DemoSource, t: float) -> tuple[list[PackageInfoRow], list[DPContentRow], list[DPInfoRow]]:
-    return source.site.package_info_at(t), list(source.dp_content_state_at(t)), list(source.dp_info(0))
+    dps = list(collector_rows(source, "dp_info", 0))
+    return source.site.package_info_at(t), list(source.dp_content_state_at(t)), dps
 
 
 def masters_by_package(rows: list[PackageStatusRow]) -> dict[str, PackageStatusRow]:
@@ -201,7 +205,7 @@ def test_the_new_classes_are_deterministic_for_a_seed_and_time() -> None:
     assert classes_at(one, T0 + 3 * DAY) == classes_at(DemoSource(target(seed=7)), T0 + 3 * DAY)
     other = DemoSource(target(seed=8))
     assert one.site.package_info_at(T0) != other.site.package_info_at(T0)
-    assert list(one.dp_info(0)) != list(other.dp_info(0))
+    assert list(collector_rows(one, "dp_info", 0)) != list(collector_rows(other, "dp_info", 0))
 
 
 def test_package_info_names_every_package_with_types_of_the_real_table() -> None:
@@ -302,7 +306,7 @@ def test_content_states_agree_with_the_copy_rows_at_the_same_time() -> None:
 def test_dp_info_describes_every_dp_with_a_realistic_mix() -> None:
     source = DemoSource(target())
     copy_servers = [r.server for r in source.rows_at(T0)[1:13]]
-    dps = list(source.dp_info(0))
+    dps = list(collector_rows(source, "dp_info", 0))
     assert [r.server for r in dps] == copy_servers == [f"DP{n:02d}.demo.example.com" for n in range(1, 13)]
     assert {r.site for r in dps} == {"DEM"}
     assert sum(r.pull for r in dps) == 4 and sum(r.pxe for r in dps) == 5
@@ -318,11 +322,9 @@ def test_dp_info_shares_on_a_large_site() -> None:
     assert len(dps) == 400
     assert sum(r.pull for r in dps) == 133 and sum(r.pxe for r in dps) == 180
     assert 20 < sum(r.multicast for r in dps) < 40 and sum(r.internet_facing for r in dps) == 26
-    assert sum(r.peer for r in dps) == 10
     for r in dps:
         assert not (r.pull and (r.multicast or r.internet_facing))  # pushed DPs only
         assert not (r.internet_facing and (r.pxe or r.multicast))
-        assert not r.peer or r.pull
     groups = Counter(r.groups for r in dps)
     assert set(groups) <= {0, 1, 2, 3, 4} and 0 < groups[0] < 40 and groups[2] + groups[3] > 300
 
@@ -350,10 +352,10 @@ def test_the_new_methods_use_the_clock() -> None:
     for t in (T0, T0 + 5 * 3600):
         now[0] = t
         site = DemoSite.build("DEM", 40, 12, default_seed("demo"))
-        assert list(source.package_info(deadline)) == site.package_info_at(t)
-        assert list(source.dp_content_state(deadline)) == list(site.dp_content_at(t))
-        assert list(source.dp_info(deadline)) == list(site.distribution_points)
-        assert list(source.rows(deadline)) == site.rows_at(t)
+        assert list(collector_rows(source, "package_info", deadline)) == site.package_info_at(t)
+        assert list(collector_rows(source, "dp_content_state", deadline)) == list(site.dp_content_at(t))
+        assert list(collector_rows(source, "dp_info", deadline)) == list(site.distribution_points)
+        assert list(collector_rows(source, "package_status", deadline)) == site.rows_at(t)
 
 
 def test_concurrent_calls_answer_as_sequential_ones() -> None:
@@ -388,7 +390,8 @@ def test_concurrent_polls_through_the_source_methods() -> None:
     now = [T0]
     source = DemoSource(target(packages=150, servers=40), clock=lambda: now[0])
     deadline = time.monotonic() + 60
-    methods = (source.rows, source.package_info, source.dp_content_state, source.dp_info)
+    methods = [partial(collector_rows, source, name) for name in ("package_status", "package_info", "dp_content_state",
+                                                                  "dp_info")]
     for t in (T0, T0 + 3600, T0 + 3 * DAY):
         now[0] = t
         sequential = [list(method(deadline)) for method in methods]

@@ -17,25 +17,31 @@ from collections.abc import Iterable, Iterator
 from types import MappingProxyType
 from typing import Any
 
-from conftest import promtool_check_metrics, target_status
+from conftest import RowsSource, promtool_check_metrics, render_rows, target_status
 from datasets import three_site_dataset
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import wsman
+from exporter import wmi
 from exporter.collectors.dp_content_state import DPContentAggregate, DPContentRow
 from exporter.collectors.dp_info import DPInfoAggregate, DPInfoRow
 from exporter.collectors.package_info import PackageInfoAggregate, PackageInfoRow
-from exporter.collectors.package_status import FAMILIES as DATA_FAMILIES
-from exporter.collectors.package_status import PackageStatusAggregate, render_rows
+from exporter.collectors.package_status.aggregate import FAMILIES as DATA_FAMILIES
+from exporter.collectors.package_status.aggregate import PackageStatusAggregate
+from exporter.collectors.package_status.row import (
+    PERSONALITY_NAMES,
+    STATUS_NAMES,
+    TYPE_NAMES,
+    PackageStatusRow,
+    parse_item,
+)
 from exporter.config import COLLECTORS, Collector, TargetConfig
 from exporter.errors import REASONS, PollError, Reason
 from exporter.exposition import Body, BodyCache, build_body, render
 from exporter.families import Exposition
-from exporter.pagerows import item_row
 from exporter.poller import CollectorStatus, TargetPoller, TargetStatus
-from exporter.rows import PERSONALITY_NAMES, STATUS_NAMES, TYPE_NAMES, PackageStatusRow, enum_label
+from exporter.rows import enum_label
 
 Parsed = dict[str, tuple[str, str, dict[tuple[tuple[str, str], ...], float]]]
 
@@ -44,13 +50,13 @@ def dataset_rows(site: str = "ABC") -> list[PackageStatusRow]:
     """The suite's standard rows of one site, through the shared conversions."""
     items = three_site_dataset()[f"root\\SMS\\site_{site}"]["SMS_PackageStatus"]
     converted = []
-    for number, row in enumerate(items, 1):
+    for row in items:
         moment = row["UpdateTime"]
-        item: wsman.Item = {
+        item: wmi.Item = {
             key: None if value is None else str(value) for key, value in row.items()
         }
         item["UpdateTime"] = moment.isoformat() if moment is not None else None
-        converted.append(item_row(item, site, number))
+        converted.append(parse_item(item, site))
     return converted
 
 
@@ -376,32 +382,23 @@ def test_several_targets_collectors_share_one_header_per_family() -> None:
     assert text.count("sccm_distribution_point_info{") == 2  # the same exposition under both targets
 
 
-class OptionalSource:
+class OptionalSource(RowsSource):
     """Every collector answers its first poll; package_info fails from then on."""
 
     def __init__(self) -> None:
         self.polls = 0
 
-    def rows(self, deadline: float) -> Iterator[PackageStatusRow]:
-        self.polls += 1
-        return iter(odd_rows())
-
-    def package_info(self, deadline: float) -> Iterator[PackageInfoRow]:
-        if self.polls > 1:
-            raise PollError("connection", "refused")
-        return iter([PackageInfoRow("ABC00001", "Office", "16", 0)])
-
-    def dp_content_state(self, deadline: float) -> Iterator[DPContentRow]:
-        return iter([DPContentRow("ABC", "ABC00001", "DP01", 0)])
-
-    def dp_info(self, deadline: float) -> Iterator[DPInfoRow]:
+    def rows_of(self, collector: str, deadline: float) -> Iterator[Any]:
+        if collector == "package_status":
+            self.polls += 1
+            return iter(odd_rows())
+        if collector == "package_info":
+            if self.polls > 1:
+                raise PollError("connection", "refused")
+            return iter([PackageInfoRow("ABC00001", "Office", "16", 0)])
+        if collector == "dp_content_state":
+            return iter([DPContentRow("ABC", "ABC00001", "DP01", 0)])
         return iter([DPInfoRow("ABC", "DP01")])
-
-    def site_code(self) -> str | None:
-        return "ABC"
-
-    def close(self) -> None:
-        pass
 
 
 def test_the_body_changes_when_only_one_optional_collector_goes_stale() -> None:

@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from conftest import collector_rows
 
+from exporter.collectors.package_status.row import PackageStatusRow
 from exporter.config import TargetConfig
 from exporter.errors import PollError
-from exporter.rows import PackageStatusRow
-from exporter.sources.file import FileSource, culture_datetime_as_iso, read_rows
+from exporter.sources.file import FileSource, culture_datetime_as_iso, read_items
 
 FIXTURES = Path(__file__).parent / "fixtures" / "file_source"
 NAL_CM01 = '["Display=\\\\CM01.corp.example.com\\"]MSWNET:["SMS_SITE=ABC"]\\\\CM01.corp.example.com\\'
@@ -44,7 +45,7 @@ def target(path: Path | str, site_code: str | None = None) -> TargetConfig:
 
 
 def poll(path: Path | str, site_code: str | None = None) -> list[PackageStatusRow]:
-    return list(FileSource(target(path, site_code)).rows(time.monotonic() + 60))
+    return list(collector_rows(FileSource(target(path, site_code)), "package_status", time.monotonic() + 60))
 
 
 def poll_error(path: Path | str) -> PollError:
@@ -164,7 +165,7 @@ def test_missing_site_code_takes_the_configured_one(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     path.write_text('"PackageID","PkgServer","Status","Type","SiteCode"\r\n"ABC00012","DP01","3","2",""\r\n')
     source = FileSource(target(path, site_code="XYZ"))
-    assert [r.site for r in source.rows(time.monotonic() + 60)] == ["XYZ"]
+    assert [r.site for r in collector_rows(source, "package_status", time.monotonic() + 60)] == ["XYZ"]
 
 
 def test_unsniffable_name_is_read_by_content(tmp_path: Path) -> None:
@@ -318,9 +319,9 @@ def test_file_is_read_again_on_every_poll(tmp_path: Path) -> None:
     path = tmp_path / "x.json"
     source = FileSource(target(path))
     path.write_text('[{"PackageID": "A", "PkgServer": "DP01", "Status": 2, "Type": 2, "SiteCode": "ABC"}]')
-    assert [r.status for r in source.rows(time.monotonic() + 60)] == [2]
+    assert [r.status for r in collector_rows(source, "package_status", time.monotonic() + 60)] == [2]
     path.write_text('[{"PackageID": "A", "PkgServer": "DP01", "Status": 3, "Type": 2, "SiteCode": "ABC"}]')
-    assert [r.status for r in source.rows(time.monotonic() + 60)] == [3]
+    assert [r.status for r in collector_rows(source, "package_status", time.monotonic() + 60)] == [3]
 
 
 def test_duplicate_rows_are_passed_through(tmp_path: Path) -> None:
@@ -334,7 +335,7 @@ def test_passed_deadline_is_a_timeout(tmp_path: Path) -> None:
     path = tmp_path / "x.json"
     path.write_text('[{"PackageID": "A", "PkgServer": "DP01", "Status": 3, "Type": 2}]')
     with pytest.raises(PollError) as caught:
-        read_rows(path, time.monotonic() - 1)
+        read_items(path, time.monotonic() - 1)
     assert caught.value.reason == "timeout"
 
 
@@ -346,16 +347,16 @@ def test_site_code_from_rows_else_configured_else_none(tmp_path: Path) -> None:
     source = FileSource(target(path, site_code="CFG"))
     assert source.site_code() == "CFG"  # before any poll
     path.write_text('[{"PackageID": "A", "PkgServer": "DP01", "Status": 3, "Type": 2, "SiteCode": "ABC"}]')
-    list(source.rows(time.monotonic() + 60))
+    list(collector_rows(source, "package_status", time.monotonic() + 60))
     assert source.site_code() == "ABC"
     path.write_text(
         '[{"PackageID": "A", "PkgServer": "DP01", "Status": 3, "Type": 2, "SiteCode": "ABC"},'
         ' {"PackageID": "B", "PkgServer": "DP01", "Status": 3, "Type": 2, "SiteCode": "DEF"}]'
     )
-    list(source.rows(time.monotonic() + 60))
+    list(collector_rows(source, "package_status", time.monotonic() + 60))
     assert source.site_code() == "CFG"  # rows disagree (a CAS export): the configured one
     unconfigured = FileSource(target(path))
-    list(unconfigured.rows(time.monotonic() + 60))
+    list(collector_rows(unconfigured, "package_status", time.monotonic() + 60))
     assert unconfigured.site_code() is None
 
 

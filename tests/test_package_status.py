@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from conftest import target_status
+from conftest import render_rows, target_status
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collectors.package_status import render_rows
+from exporter.collectors.package_status.row import PackageStatusRow
 from exporter.exposition import render
 from exporter.families import (
     CHUNK_LINES,
@@ -22,7 +22,6 @@ from exporter.families import (
     format_value,
     lines_piece,
 )
-from exporter.rows import PackageStatusRow
 
 Labels = tuple[tuple[str, str], ...]
 

@@ -1,6 +1,7 @@
-"""The fast page reader (exporter/pagerows.py) against the general one: the same rows or the same error.
+"""The fast page reader (exporter/collectors/package_status/pages.py) against the general one:
+the same rows or the same error.
 
-`wsman.split_page` + `PageReader.rows` must give exactly what `wsman.parse_page` + `item_row`
+`pages.split_page` + `PageReader.rows` must give exactly what `pages.parse_page` + `parse_item`
 give, for every reply: pages the test server renders from random rows, the Windows-like fixtures,
 and pages mutated in ways a regex reader could get wrong (references, line ends, comments,
 CDATA, whitespace, other prefixes). Where the fast way cannot be sure it must hand the page to
@@ -15,15 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import status_rows
 from datasets import make_site, make_site_classes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wsman_server import ACTION_PULL, CimDatetime, envelope, pull_body, render_fragment
 
-from exporter import wsman
+from exporter import wmi
+from exporter.collectors.package_status.pages import PageReader
+from exporter.collectors.package_status.row import PackageStatusRow
 from exporter.errors import PollError
-from exporter.pagerows import FragmentReader, PageReader, item_row
-from exporter.rows import PackageStatusRow
+from exporter.winrm import pages
 
 FIXTURES = Path(__file__).parent / "fixtures" / "wsman"
 PROPERTIES = ("PackageID", "Personality", "PkgServer", "SiteCode", "Status", "Type", "UpdateTime")
@@ -37,15 +40,14 @@ def page(rows: list[dict[str, Any]], *, last: bool = False) -> str:
 
 def general(text: str | bytes, site: str = "ABC") -> Outcome:
     try:
-        items = wsman.parse_page(text).items
-        return [item_row(item, site, number) for number, item in enumerate(items, 1)]
+        return status_rows(pages.parse_page(text), site)
     except PollError as error:
         return (error.reason, str(error))
 
 
 def fast(text: str | bytes, site: str = "ABC", reader: PageReader | None = None) -> Outcome:
     try:
-        return (reader or PageReader(site)).rows(wsman.split_page(text), 1)
+        return status_rows(pages.split_page(text), site, reader or PageReader(site))
     except PollError as error:
         return (error.reason, str(error))
 
@@ -180,17 +182,17 @@ def test_pages_that_are_no_pages_give_the_same_errors() -> None:
 
 def test_the_reply_must_relate_to_the_request_sent() -> None:
     data = (FIXTURES / "pull_page_xmlfragment.xml").read_bytes()
-    assert wsman.split_page(data, message_id="uuid:0a6b2c31-8e47-4f0b-b1c8-6a9d52e0f003").items is None
+    assert pages.split_page(data, message_id="uuid:0a6b2c31-8e47-4f0b-b1c8-6a9d52e0f003").items is None
     with pytest.raises(PollError, match="relates to another request"):
-        wsman.split_page(data, message_id="uuid:0A6B2C31-8E47-4F0B-B1C8-6A9D52E0F999")
+        pages.split_page(data, message_id="uuid:0A6B2C31-8E47-4F0B-B1C8-6A9D52E0F999")
 
 
 def test_an_empty_page_and_the_sequence_fields() -> None:
     text = page([], last=True)
-    raw = wsman.split_page(text)
+    raw = pages.split_page(text)
     assert raw.done and raw.end_of_sequence and raw.context is None
     assert fast(text) == general(text) == []
-    middle = wsman.split_page(page([BASE_ROW]))
+    middle = pages.split_page(page([BASE_ROW]))
     assert middle.context == "uuid:CTX" and not middle.done and middle.count == 1
 
 
@@ -274,17 +276,18 @@ def summary_page(rows: list[dict[str, Any]]) -> str:
 SUMMARY = summary_page([SUMMARY_ROW, {**SUMMARY_ROW, "PackageID": "ABC00011", "State": 3, "LastCopied": None}])
 
 
-def fragments(text: str) -> list[wsman.Item] | tuple[str, str] | None:
+def fragments(text: str) -> list[wmi.Item] | tuple[str, str] | None:
     """What FragmentReader reads of a page: its items, None (not its shape), or the page's error."""
     try:
-        return FragmentReader(SUMMARIZER).items(wsman.split_page(text))
+        raw = pages.split_page(text)
+        return raw.items if raw.wire is None else pages.FragmentReader(SUMMARIZER).items(raw.wire)
     except PollError as error:
         return (error.reason, str(error))
 
 
-def parsed(text: str) -> list[wsman.Item] | tuple[str, str]:
+def parsed(text: str) -> list[wmi.Item] | tuple[str, str]:
     try:
-        return wsman.parse_page(text).items
+        return pages.parse_page(text).items or []
     except PollError as error:
         return (error.reason, str(error))
 

@@ -17,14 +17,15 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from conftest import status_rows
 from datasets import make_site
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wsman_server import ACTION_PULL, envelope, pull_body, render_fragment
 
-from exporter import wsman
+from exporter.collectors.package_status.pages import PageReader
 from exporter.errors import REASONS, PollError
-from exporter.pagerows import PageReader
+from exporter.winrm import faults, pages
 
 PROPERTIES = ("PackageID", "Personality", "PkgServer", "SiteCode", "Status", "Type", "UpdateTime")
 PAGE = envelope(ACTION_PULL + "Response", "uuid:1", pull_body(
@@ -35,9 +36,9 @@ FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 def read_every_way(data: bytes | str) -> None:
     """Every parser entry point; anything but PollError fails the test."""
     for read in (
-        lambda: PageReader("ABC").rows(wsman.split_page(data, message_id="uuid:1"), 1),
-        lambda: wsman.parse_page(data),
-        lambda: wsman.fault_error(wsman.parse_fault(data), namespace="root\\SMS\\site_ABC",
+        lambda: status_rows(pages.split_page(data, message_id="uuid:1"), "ABC", PageReader("ABC")),
+        lambda: pages.parse_page(data),
+        lambda: faults.fault_error(faults.parse_fault(data), namespace="root\\SMS\\site_ABC",
                                   class_name="SMS_PackageStatus"),
     ):
         try:
@@ -51,7 +52,7 @@ def read_every_way(data: bytes | str) -> None:
 
 
 def test_the_real_page_reads() -> None:
-    assert len(PageReader("ABC").rows(wsman.split_page(PAGE, message_id="uuid:1"), 1)) == 6
+    assert len(status_rows(pages.split_page(PAGE, message_id="uuid:1"), "ABC", PageReader("ABC"))) == 6
 
 
 @FAST

@@ -10,19 +10,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import RowsSource
 
 from exporter.collectors.dp_content_state import DPContentRow
 from exporter.collectors.dp_info import DPInfoRow
 from exporter.collectors.package_info import PackageInfoRow
+from exporter.collectors.package_status.row import PackageStatusRow
 from exporter.config import COLLECTORS, Collector, TargetConfig
 from exporter.errors import REASONS, PollError
 from exporter.poller import GRACE, CollectorStatus, TargetPoller, TargetStatus
-from exporter.rows import PackageStatusRow
 
 ROW = PackageStatusRow("ABC", "ABC00001", "DP01", 2, 3, 0, 1.0, "DP01")
 
 
-class ScriptedSource:
+class ScriptedSource(RowsSource):
     """A source whose polls follow a script: a list of rows, an exception, or a hang."""
 
     def __init__(self, *script: list[PackageStatusRow] | BaseException | str) -> None:
@@ -30,7 +31,8 @@ class ScriptedSource:
         self.release = threading.Event()
         self.closed = False
 
-    def rows(self, deadline: float) -> Iterator[PackageStatusRow]:
+    def rows_of(self, collector: str, deadline: float) -> Iterator[PackageStatusRow]:
+        assert collector == "package_status"  # the tests of this source run package_status alone
         step = self.script.pop(0) if len(self.script) > 1 else self.script[0]
         if step == "hang":
             self.release.wait(10)
@@ -39,18 +41,6 @@ class ScriptedSource:
             raise step
         assert isinstance(step, list)
         yield from step
-
-    def package_info(self, deadline: float) -> Iterator[PackageInfoRow]:
-        return iter(())  # the tests of this source run package_status alone
-
-    def dp_content_state(self, deadline: float) -> Iterator[DPContentRow]:
-        return iter(())
-
-    def dp_info(self, deadline: float) -> Iterator[DPInfoRow]:
-        return iter(())
-
-    def site_code(self) -> str | None:
-        return "ABC"
 
     def close(self) -> None:
         self.closed = True
@@ -169,7 +159,7 @@ FIRST_FAMILY: dict[Collector, str] = {
 Step = list[Any] | BaseException | str
 
 
-class CollectorsSource:
+class CollectorsSource(RowsSource):
     """A source with every collector's read; each follows its own script of steps: rows, an
     exception (raised after `rows_first` rows), "hang" (until released), "sleep" (0.2 s, then rows).
     The last step repeats. Reads are counted per collector."""
@@ -182,7 +172,7 @@ class CollectorsSource:
         self.hung: list[threading.Thread] = []  # the threads of the reads that hang
         self.rows_first = 0
 
-    def _read(self, name: Collector) -> Iterator[Any]:
+    def rows_of(self, name: Collector, deadline: float) -> Iterator[Any]:
         self.reads[name] += 1
         script = self.scripts[name]
         step = script.pop(0) if len(script) > 1 else script[0]
@@ -198,24 +188,6 @@ class CollectorsSource:
             raise step
         assert isinstance(step, list)
         yield from step
-
-    def rows(self, deadline: float) -> Iterator[PackageStatusRow]:
-        return self._read("package_status")
-
-    def package_info(self, deadline: float) -> Iterator[PackageInfoRow]:
-        return self._read("package_info")
-
-    def dp_content_state(self, deadline: float) -> Iterator[DPContentRow]:
-        return self._read("dp_content_state")
-
-    def dp_info(self, deadline: float) -> Iterator[DPInfoRow]:
-        return self._read("dp_info")
-
-    def site_code(self) -> str | None:
-        return "ABC"
-
-    def close(self) -> None:
-        pass
 
 
 def collectors_target(collectors: frozenset[Collector] = ALL, **overrides: Any) -> TargetConfig:

@@ -7,24 +7,18 @@ from datetime import UTC, datetime
 
 import pytest
 
-from exporter import wsman
-from exporter.rows import (
+from exporter import wmi
+from exporter.collectors.package_status.row import (
     PERSONALITY_NAMES,
     STATUS_NAMES,
     TYPE_NAMES,
     PackageStatusRow,
-    RowError,
-    enum_label,
-    host_from_nal,
-    item_text,
     make_row,
-    parse_bool,
-    parse_datetime,
-    parse_int,
     parse_personality,
     parse_status,
     parse_type,
 )
+from exporter.rows import RowError, enum_label, host_from_nal, item_text, parse_bool, parse_datetime, parse_int
 
 T = datetime(2024, 5, 1, 10, 22, 33, tzinfo=UTC).timestamp()  # 1714558953
 
@@ -183,11 +177,11 @@ def test_make_row_missing_key_fields(package_id: str, pkg_server: str | None, me
         )
 
 
-# --- item fields (the optional collectors' properties, as wsman.parse_items gives them) -------
+# --- item fields (the optional collectors' properties, as pages.parse_items gives them) -------
 
 
 def test_item_text_gives_the_text_or_none_for_nil_and_absent_properties() -> None:
-    item: wsman.Item = {"Name": " Office 365 ", "Version": "", "Nil": None}
+    item: wmi.Item = {"Name": " Office 365 ", "Version": "", "Nil": None}
     assert item_text(item, "Name") == " Office 365 "  # as sent: callers strip what they need to
     assert item_text(item, "Version") == ""
     assert item_text(item, "Nil") is None

@@ -18,15 +18,18 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from conftest import collector_rows
 from datasets import make_site, provider_locations, single_site_dataset, site_namespace, three_site_dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from wsman_server import WSManServer, parse_wql
 
+from exporter.collectors.package_status.row import QUERY, PackageStatusRow
 from exporter.config import AuthConfig, TargetConfig, TLSConfig
 from exporter.errors import PollError
-from exporter.rows import PackageStatusRow, host_from_nal
-from exporter.sources.winrm import PACKAGE_STATUS_WQL, WinRMSource, slice_predicates
+from exporter.rows import host_from_nal
+from exporter.winrm.plan import slice_predicates
+from exporter.winrm.source import WinRMSource
 
 USER = "CORP\\svc-cm-exporter"
 PASSWORD = "Pa55-w0rd-N3ver-Logged"
@@ -108,7 +111,7 @@ def assert_same_rows(got: dict[Key, tuple[str, float | None]], want: dict[Key, t
 
 
 def poll(source: WinRMSource, seconds: float = 30) -> list[PackageStatusRow]:
-    return list(source.rows(time.monotonic() + seconds))
+    return list(collector_rows(source, "package_status", time.monotonic() + seconds))
 
 
 def poll_error(source: WinRMSource, seconds: float = 30) -> PollError:
@@ -177,7 +180,7 @@ def test_request_log_shows_envelope_size_operation_timeout_and_the_wql_select_li
     assert {record.max_envelope_size for record in log} == {512000}
     enumerate_ = log[0]
     assert enumerate_.resource_uri == STAR_URI
-    assert enumerate_.wql == PACKAGE_STATUS_WQL
+    assert enumerate_.wql == QUERY.wql
     assert (
         enumerate_.wql
         == "SELECT PackageID, PkgServer, Personality, SiteCode, Status, Type, UpdateTime FROM SMS_PackageStatus"
@@ -382,7 +385,7 @@ def test_host_that_accepts_but_never_answers_times_out() -> None:
 
 
 def test_deadline_passing_between_pages_fails_and_releases_the_context(server: WSManServer) -> None:
-    rows = WinRMSource(target(server)).rows(time.monotonic() + 1.5)
+    rows = collector_rows(WinRMSource(target(server)), "package_status", time.monotonic() + 1.5)
     next(rows)  # the Enumerate's one item
     time.sleep(1.6)
     with pytest.raises(PollError) as caught:
@@ -393,7 +396,7 @@ def test_deadline_passing_between_pages_fails_and_releases_the_context(server: W
 
 
 def test_consumer_stopping_early_releases_the_context(server: WSManServer) -> None:
-    rows = WinRMSource(target(server)).rows(time.monotonic() + 30)
+    rows = collector_rows(WinRMSource(target(server)), "package_status", time.monotonic() + 30)
     for _ in range(5):
         next(rows)
     rows.close()  # type: ignore[attr-defined]
@@ -431,7 +434,7 @@ def test_connection_reset_mid_pull_restarts_the_enumeration(server: WSManServer)
 
 def test_expired_context_mid_walk_restarts_and_every_row_still_arrives(big: WSManServer) -> None:
     big.clear_requests()
-    rows_iter = WinRMSource(target(big)).rows(time.monotonic() + 30)
+    rows_iter = collector_rows(WinRMSource(target(big)), "package_status", time.monotonic() + 30)
     rows: list[PackageStatusRow] = []
     while sum(record.action == "pull" for record in big.requests) < 3:
         rows.append(next(rows_iter))
@@ -444,7 +447,7 @@ def test_expired_context_mid_walk_restarts_and_every_row_still_arrives(big: WSMa
 
 
 def test_only_one_restart_per_poll(server: WSManServer) -> None:
-    rows = WinRMSource(target(server)).rows(time.monotonic() + 30)
+    rows = collector_rows(WinRMSource(target(server)), "package_status", time.monotonic() + 30)
     next(rows)
     server.expire_contexts()
     next(rows)  # the restarted enumeration's first item
@@ -497,7 +500,7 @@ def test_password_echoed_in_an_error_is_masked() -> None:
 
 def test_without_ca_file_the_system_ca_bundle_is_trusted(server: WSManServer) -> None:
     source = WinRMSource(replace(target(server), scheme="https", tls=TLSConfig(verify=True, ca_file=None)))
-    session = source._new_protocol().transport.build_session()
+    session = source._transport._new_protocol().transport.build_session()
     assert session.verify == ssl.get_default_verify_paths().cafile
 
 
@@ -526,7 +529,7 @@ def test_parallel_enumerations_return_every_row_exactly_once_over_four_connectio
     assert_same_rows(by_key(rows), want)
     enumerates = [record for record in big.requests if record.action == "enumerate"]
     assert sorted(record.wql or "" for record in enumerates) == sorted(
-        f"{PACKAGE_STATUS_WQL} WHERE {predicate}" for predicate in slice_predicates(4)
+        f"{QUERY.wql} WHERE {predicate}" for predicate in slice_predicates(4)
     )
     assert len({record.connection for record in big.requests}) == 4
     assert big.open_contexts() == 0
@@ -568,7 +571,7 @@ def test_a_bad_row_in_a_slice_names_the_slice(server: WSManServer) -> None:
 
 
 def test_parallel_consumer_stopping_early_releases_every_context(server: WSManServer) -> None:
-    rows = WinRMSource(target(server, parallel=4)).rows(time.monotonic() + 30)
+    rows = collector_rows(WinRMSource(target(server, parallel=4)), "package_status", time.monotonic() + 30)
     for _ in range(5):
         next(rows)
     rows.close()  # type: ignore[attr-defined]

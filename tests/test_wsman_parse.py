@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter import wsman
+from exporter.collectors.package_status.row import make_row
 from exporter.errors import PollError
-from exporter.rows import make_row
+from exporter.winrm import envelopes, faults, pages
 
 FIXTURES = Path(__file__).parent / "fixtures" / "wsman"
 S = "{http://www.w3.org/2003/05/soap-envelope}"
@@ -53,12 +53,12 @@ def nal(host: str) -> str:
     ],
 )
 def test_resource_uri_from_namespace_and_class(namespace: str, class_name: str | None, expected: str) -> None:
-    assert wsman.resource_uri(namespace, class_name) == expected
+    assert envelopes.resource_uri(namespace, class_name) == expected
 
 
 def test_resource_uri_needs_a_namespace() -> None:
     with pytest.raises(ValueError):
-        wsman.resource_uri("\\", "X")
+        envelopes.resource_uri("\\", "X")
 
 
 def header(envelope: ET.Element, name: str) -> ET.Element:
@@ -88,13 +88,13 @@ def assert_common_header(envelope: ET.Element, *, uri: str, action: str, message
 
 def test_enumerate_with_wql_filter() -> None:
     wql = "SELECT PackageID, PkgServer FROM SMS_PackageStatus WHERE PackageID LIKE 'ABC%' AND Status <> 3"
-    uri = wsman.resource_uri(SITE_NS, None)
-    built = wsman.build_enumerate(
+    uri = envelopes.resource_uri(SITE_NS, None)
+    built = envelopes.build_enumerate(
         to="https://cm01.corp.example.com:5986/wsman", uri=uri, wql=wql, operation_timeout=30, message_id="uuid:1"
     )
     assert built.message_id == "uuid:1"
     envelope = ET.fromstring(built.text)
-    assert_common_header(envelope, uri=uri, action=wsman.ACTION_ENUMERATE, message_id="uuid:1", timeout="PT30.000S")
+    assert_common_header(envelope, uri=uri, action=envelopes.ACTION_ENUMERATE, message_id="uuid:1", timeout="PT30.000S")
     assert uri.endswith("/site_ABC/*")
     enumerate_ = envelope.find(f"{S}Body/{N}Enumerate")
     assert enumerate_ is not None
@@ -107,26 +107,26 @@ def test_enumerate_with_wql_filter() -> None:
 
 
 def test_enumerate_of_a_class_has_no_filter_and_a_fresh_uuid_message_id() -> None:
-    built = wsman.build_enumerate(to="https://cm01.corp.example.com:5986/wsman", uri=PS_URI)
+    built = envelopes.build_enumerate(to="https://cm01.corp.example.com:5986/wsman", uri=PS_URI)
     envelope = ET.fromstring(built.text)
     assert built.message_id.startswith("uuid:") and len(built.message_id) == 41
     assert_common_header(
-        envelope, uri=PS_URI, action=wsman.ACTION_ENUMERATE, message_id=built.message_id, timeout="PT60.000S"
+        envelope, uri=PS_URI, action=envelopes.ACTION_ENUMERATE, message_id=built.message_id, timeout="PT60.000S"
     )
     assert envelope.find(f"{S}Body/{N}Enumerate/{W}Filter") is None
     assert envelope.find(f"{S}Body/{N}Enumerate/{W}OptimizeEnumeration") is not None
-    other = wsman.build_enumerate(to="x", uri=PS_URI)
+    other = envelopes.build_enumerate(to="x", uri=PS_URI)
     assert other.message_id != built.message_id
 
 
 def test_enumerate_refuses_a_filter_on_a_class_uri() -> None:
     with pytest.raises(ValueError, match="/\\*"):
-        wsman.build_enumerate(to="x", uri=PS_URI, wql="SELECT * FROM SMS_PackageStatus")
+        envelopes.build_enumerate(to="x", uri=PS_URI, wql="SELECT * FROM SMS_PackageStatus")
 
 
 def test_pull_sends_context_and_max_elements_in_the_enumeration_namespace() -> None:
     context = "uuid:9C1E4D72-0B35-4A6F-8E21-7F3A5C9B1D02<&>"
-    built = wsman.build_pull(
+    built = envelopes.build_pull(
         to="https://cm01.corp.example.com:5986/wsman",
         uri=PS_URI,
         context=context,
@@ -134,7 +134,7 @@ def test_pull_sends_context_and_max_elements_in_the_enumeration_namespace() -> N
         message_id="uuid:2",
     )
     envelope = ET.fromstring(built.text)
-    assert_common_header(envelope, uri=PS_URI, action=wsman.ACTION_PULL, message_id="uuid:2", timeout="PT0.500S")
+    assert_common_header(envelope, uri=PS_URI, action=envelopes.ACTION_PULL, message_id="uuid:2", timeout="PT0.500S")
     pull = envelope.find(f"{S}Body/{N}Pull")
     assert pull is not None
     assert [child.tag for child in pull] == [f"{N}EnumerationContext", f"{N}MaxElements"]
@@ -143,7 +143,7 @@ def test_pull_sends_context_and_max_elements_in_the_enumeration_namespace() -> N
 
 
 def test_release_names_the_context() -> None:
-    built = wsman.build_release(
+    built = envelopes.build_release(
         to="https://cm01.corp.example.com:5986/wsman",
         uri=PS_URI,
         context="uuid:C",
@@ -151,7 +151,7 @@ def test_release_names_the_context() -> None:
         message_id="uuid:3",
     )
     envelope = ET.fromstring(built.text)
-    assert_common_header(envelope, uri=PS_URI, action=wsman.ACTION_RELEASE, message_id="uuid:3", timeout="PT2.000S")
+    assert_common_header(envelope, uri=PS_URI, action=envelopes.ACTION_RELEASE, message_id="uuid:3", timeout="PT2.000S")
     assert envelope.findtext(f"{S}Body/{N}Release/{N}EnumerationContext") == "uuid:C"
 
 
@@ -159,14 +159,14 @@ def test_release_names_the_context() -> None:
     ("seconds", "text"), [(60, "PT60.000S"), (600, "PT60.000S"), (1.25, "PT1.250S"), (0, "PT0.001S")]
 )
 def test_operation_timeout_is_capped_at_the_server_maximum(seconds: float, text: str) -> None:
-    assert wsman.format_duration(seconds) == text
+    assert envelopes.format_duration(seconds) == text
 
 
 # --- enumeration replies ----------------------------------------------------------------------
 
 
 def test_optimized_enumerate_response_with_one_item_select_star_shape() -> None:
-    page = wsman.parse_page(fixture("enumerate_response_optimized_one_item.xml"))
+    page = pages.parse_page(fixture("enumerate_response_optimized_one_item.xml"))
     assert page.context == "uuid:9C1E4D72-0B35-4A6F-8E21-7F3A5C9B1D01"
     assert (page.end_of_sequence, page.done) == (False, False)
     assert page.items == [
@@ -185,7 +185,7 @@ def test_optimized_enumerate_response_with_one_item_select_star_shape() -> None:
 
 
 def test_pull_page_select_star_matches_local_names_whatever_the_uri_casing() -> None:
-    page = wsman.parse_page(fixture("pull_page_select_star.xml"))
+    page = pages.parse_page(fixture("pull_page_select_star.xml"))
     assert page.context == "uuid:9C1E4D72-0B35-4A6F-8E21-7F3A5C9B1D02"
     assert not page.done
     dp = "ABC-DP0{}.corp.example.com"
@@ -227,7 +227,7 @@ def test_pull_page_select_star_matches_local_names_whatever_the_uri_casing() -> 
 
 
 def test_pull_page_xmlfragment_shape() -> None:
-    page = wsman.parse_page(fixture("pull_page_xmlfragment.xml"))
+    page = pages.parse_page(fixture("pull_page_xmlfragment.xml"))
     assert page.context == "uuid:9C1E4D72-0B35-4A6F-8E21-7F3A5C9B1D03"
     assert not page.done
     common = {"PackageID": "ABC00014", "Personality": "0", "SiteCode": "ABC"}
@@ -253,7 +253,7 @@ def test_pull_page_xmlfragment_shape() -> None:
 
 def test_parsed_items_feed_make_row() -> None:
     """The two shapes give the same kind of dict; make_row turns both into the exported rows."""
-    items = wsman.parse_page(fixture("pull_page_xmlfragment.xml")).items
+    items = pages.parse_page(fixture("pull_page_xmlfragment.xml")).items or []
     rows = [
         make_row(
             site=str(item["SiteCode"]),
@@ -274,7 +274,7 @@ def test_parsed_items_feed_make_row() -> None:
 
 
 def test_last_pull_page_has_end_of_sequence_and_no_context() -> None:
-    page = wsman.parse_page(fixture("pull_last_page_end_of_sequence.xml"))
+    page = pages.parse_page(fixture("pull_last_page_end_of_sequence.xml"))
     assert (page.context, page.end_of_sequence, page.done) == (None, True, True)
     assert page.items == [
         {
@@ -290,7 +290,7 @@ def test_last_pull_page_has_end_of_sequence_and_no_context() -> None:
 
 
 def test_everything_in_the_enumerate_response_with_an_empty_context() -> None:
-    page = wsman.parse_page(fixture("enumerate_all_fit_empty_context.xml"))
+    page = pages.parse_page(fixture("enumerate_all_fit_empty_context.xml"))
     assert (page.context, page.end_of_sequence, page.done) == (None, True, True)
     assert page.items == [
         {
@@ -314,14 +314,14 @@ def test_items_and_end_of_sequence_in_either_namespace(items_prefix: str, end_pr
     text = text.replace("n:Items>", f"{items_prefix}:Items>").replace(
         "<n:EndOfSequence/>", f"<{end_prefix}:EndOfSequence/>"
     )
-    page = wsman.parse_page(text)
-    assert len(page.items) == 1 and page.end_of_sequence and page.context is None
+    page = pages.parse_page(text)
+    assert len(page.items or []) == 1 and page.end_of_sequence and page.context is None
 
 
 def test_a_page_without_items_continues() -> None:
     text = fixture("pull_page_xmlfragment.xml").decode()
     start, end = text.index("<n:Items>"), text.index("</n:Items>") + len("</n:Items>")
-    page = wsman.parse_page(text[:start] + text[end:])
+    page = pages.parse_page(text[:start] + text[end:])
     assert page.items == [] and page.context == "uuid:9C1E4D72-0B35-4A6F-8E21-7F3A5C9B1D03" and not page.done
 
 
@@ -342,7 +342,7 @@ def test_arrays_intervals_nil_array_members_and_embedded_text() -> None:
         "<p:Nested><p:Inner>a</p:Inner><p:Inner>b</p:Inner></p:Nested>"
         "<p:Empty/></p:X>"
     )
-    assert wsman.parse_page(reply(item)).items == [
+    assert pages.parse_page(reply(item)).items == [
         {"Groups": ["G1", "G2", None, "G4"], "Age": "P1DT2H", "Nested": "ab", "Empty": ""}
     ]
 
@@ -352,14 +352,14 @@ def test_object_and_epr_items_are_unwrapped() -> None:
         "<w:Item><w:XmlFragment><PackageID>ABC00001</PackageID></w:XmlFragment>"
         '<a:EndpointReference xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing"/></w:Item>'
     )
-    assert wsman.parse_page(reply(item)).items == [{"PackageID": "ABC00001"}]
+    assert pages.parse_page(reply(item)).items == [{"PackageID": "ABC00001"}]
 
 
 def test_reply_must_relate_to_the_request_sent() -> None:
     data = fixture("pull_page_xmlfragment.xml")
-    assert wsman.parse_page(data, message_id="uuid:0a6b2c31-8e47-4f0b-b1c8-6a9d52e0f003").items
+    assert pages.parse_page(data, message_id="uuid:0a6b2c31-8e47-4f0b-b1c8-6a9d52e0f003").items
     with pytest.raises(PollError) as caught:
-        wsman.parse_page(data, message_id="uuid:0A6B2C31-8E47-4F0B-B1C8-6A9D52E0F999")
+        pages.parse_page(data, message_id="uuid:0A6B2C31-8E47-4F0B-B1C8-6A9D52E0F999")
     assert caught.value.reason == "parse"
     assert "another request" in str(caught.value)
 
@@ -378,14 +378,14 @@ def test_reply_must_relate_to_the_request_sent() -> None:
 )
 def test_replies_that_are_not_enumeration_responses(text: str, message: str) -> None:
     with pytest.raises(PollError) as caught:
-        wsman.parse_page(text)
+        pages.parse_page(text)
     assert caught.value.reason == "parse"
     assert message in str(caught.value)
 
 
 def test_a_fault_in_a_successful_reply_is_a_parse_error_naming_it() -> None:
     with pytest.raises(PollError) as caught:
-        wsman.parse_page(fixture("fault_timed_out.xml"))
+        pages.parse_page(fixture("fault_timed_out.xml"))
     assert caught.value.reason == "parse"
     assert "OperationTimeout" in str(caught.value)
 
@@ -397,7 +397,7 @@ def test_a_fault_in_a_successful_reply_is_a_parse_error_naming_it() -> None:
 def test_dtds_are_refused_before_parsing(name: str) -> None:
     started = time.monotonic()
     with pytest.raises(PollError) as caught:
-        wsman.parse_page(fixture(name))
+        pages.parse_page(fixture(name))
     assert caught.value.reason == "parse"
     assert "DOCTYPE" in str(caught.value)
     assert "root:" not in str(caught.value)  # nothing of /etc/passwd
@@ -408,24 +408,24 @@ def test_dtds_are_refused_before_parsing(name: str) -> None:
 def test_dtds_are_refused_in_utf16_too(encoding: str) -> None:
     data = fixture("external_entity.xml").decode().replace('<?xml version="1.0"?>', "").encode(encoding)
     with pytest.raises(PollError, match="DOCTYPE"):
-        wsman.parse_page(data)
+        pages.parse_page(data)
 
 
 def test_utf16_replies_with_a_bom_parse() -> None:
     data = fixture("pull_last_page_end_of_sequence.xml").decode().encode("utf-16")
-    assert wsman.parse_page(data).items[0]["PackageID"] == "ABC00015"
+    assert (pages.parse_page(data).items or [{}])[0]["PackageID"] == "ABC00015"
 
 
 def test_a_declared_encoding_cannot_hide_a_dtd() -> None:
     # expat would honour the declaration on bytes; we decode ourselves, so it sees what we checked.
     data = b'<?xml version="1.0" encoding="ISO-8859-1"?>' + fixture("external_entity.xml").split(b"?>", 1)[1]
     with pytest.raises(PollError, match="DOCTYPE"):
-        wsman.parse_page(data)
+        pages.parse_page(data)
 
 
 def test_malformed_xml_is_a_parse_error_without_the_body() -> None:
     with pytest.raises(PollError) as caught:
-        wsman.parse_page(fixture("malformed.xml"))
+        pages.parse_page(fixture("malformed.xml"))
     assert caught.value.reason == "parse"
     assert str(caught.value).startswith("malformed XML from the server: ")
     assert "ABC00016" not in str(caught.value)
@@ -433,19 +433,19 @@ def test_malformed_xml_is_a_parse_error_without_the_body() -> None:
 
 def test_invalid_utf8_is_a_parse_error() -> None:
     with pytest.raises(PollError, match="not valid UTF-8"):
-        wsman.parse_page(b"<s:Envelope>caf\xe9</s:Envelope>")
+        pages.parse_page(b"<s:Envelope>caf\xe9</s:Envelope>")
 
 
 # --- faults ------------------------------------------------------------------------------------
 
 
 def test_fault_fields_nested_provider_fault() -> None:
-    fault = wsman.parse_fault(fixture("fault_invalid_namespace.xml"))
+    fault = faults.parse_fault(fixture("fault_invalid_namespace.xml"))
     message = (
         "The WS-Management service cannot process the request. The WMI service or the WMI provider "
         "returned an unknown error: HRESULT 0x8004100e"
     )
-    assert fault == wsman.Fault(
+    assert fault == faults.Fault(
         code="Receiver",
         subcode="InternalError",
         reason=message,
@@ -457,7 +457,7 @@ def test_fault_fields_nested_provider_fault() -> None:
 
 
 def test_fault_fields_cannot_process_filter_keeps_the_inner_wmi_code() -> None:
-    fault = wsman.parse_fault(fixture("fault_cannot_process_filter.xml"))
+    fault = faults.parse_fault(fixture("fault_cannot_process_filter.xml"))
     assert (fault.code, fault.subcode) == ("Sender", "CannotProcessFilter")
     assert fault.wsman_codes == (2150858778, 0x80041017)
     assert fault.codes == (2150858778, 0x80041017)
@@ -466,14 +466,14 @@ def test_fault_fields_cannot_process_filter_keeps_the_inner_wmi_code() -> None:
 
 
 def test_fault_fields_msft_wmierror() -> None:
-    fault = wsman.parse_fault(fixture("fault_msft_wmierror.xml"))
+    fault = faults.parse_fault(fixture("fault_msft_wmierror.xml"))
     assert (fault.code, fault.subcode, fault.wsman_codes) == ("Receiver", "InternalError", ())
     assert fault.codes == (0x80041001,)
     assert fault.text == "Generic failure"
 
 
 def test_fault_fields_destination_unreachable_with_fault_detail() -> None:
-    fault = wsman.parse_fault(fixture("fault_invalid_resource_uri.xml"))
+    fault = faults.parse_fault(fixture("fault_invalid_resource_uri.xml"))
     assert (fault.code, fault.subcode, fault.details) == ("Sender", "DestinationUnreachable", ("InvalidResourceURI",))
     assert fault.codes == (2150858752,)
 
@@ -526,8 +526,8 @@ NS_XYZ = "root\\SMS\\site_XYZ"
     ],
 )
 def test_fault_to_poll_error(name: str, namespace: str, reason: str, code: int, says: str, restartable: bool) -> None:
-    fault = wsman.parse_fault(fixture(name))
-    error = wsman.fault_error(fault, namespace=namespace, class_name="SMS_PackageStatus")
+    fault = faults.parse_fault(fixture(name))
+    error = faults.fault_error(fault, namespace=namespace, class_name="SMS_PackageStatus")
     assert (error.reason, error.wmi_code) == (reason, code)
     assert says in str(error)
     assert str(error).endswith(f"(code 0x{code:08X})")
@@ -542,7 +542,7 @@ def test_unknown_fault_keeps_its_subcode_and_code() -> None:
         '<f:WSManFault xmlns:f="http://schemas.microsoft.com/wbem/wsman/1/wsmanfault" Code="2150858817">'
         "<f:Message>Detail message.</f:Message></f:WSManFault></s:Detail></s:Fault></s:Body></s:Envelope>"
     )
-    error = wsman.fault_error(wsman.parse_fault(text), namespace=SITE_NS, class_name="SMS_PackageStatus")
+    error = faults.fault_error(faults.parse_fault(text), namespace=SITE_NS, class_name="SMS_PackageStatus")
     assert (error.reason, error.wmi_code) == ("wmi_fault", 0x80338041)
     assert "WS-Management fault SchemaValidationError" in str(error) and "Detail message." in str(error)
 
@@ -550,27 +550,27 @@ def test_unknown_fault_keeps_its_subcode_and_code() -> None:
 def test_provider_text_is_cut_short_and_flattened() -> None:
     long_text = "x" * 5000 + "\n\tSECRET-TAIL"
     text = fixture("fault_msft_wmierror.xml").decode().replace(">Generic failure <", f">{long_text}<")
-    error = wsman.fault_error(wsman.parse_fault(text), namespace=SITE_NS, class_name="SMS_PackageStatus")
+    error = faults.fault_error(faults.parse_fault(text), namespace=SITE_NS, class_name="SMS_PackageStatus")
     assert "SECRET-TAIL" not in str(error) and "\n" not in str(error)
     assert len(str(error)) < 400
 
 
 def test_signed_and_hex_codes_are_read_as_unsigned() -> None:
     text = fixture("fault_access_denied.xml").decode().replace('Code="5"', 'Code="-2147217405"')
-    fault = wsman.parse_fault(text)
+    fault = faults.parse_fault(text)
     assert fault.wsman_codes == (0x80041003,)
-    assert wsman.fault_error(fault, namespace=SITE_NS, class_name="C").wmi_code == 0x80041003
+    assert faults.fault_error(fault, namespace=SITE_NS, class_name="C").wmi_code == 0x80041003
 
 
 def test_parse_fault_needs_a_fault() -> None:
     with pytest.raises(PollError, match="expected a SOAP fault"):
-        wsman.parse_fault(fixture("pull_page_xmlfragment.xml"))
+        faults.parse_fault(fixture("pull_page_xmlfragment.xml"))
 
 
 def test_nul_characters_are_refused() -> None:
     # UTF-16 bytes that also decode as UTF-8: expat would still read them as UTF-16.
     data = b"  " + fixture("external_entity.xml").decode().encode("utf-16-le")
     with pytest.raises(PollError, match="NUL"):
-        wsman.parse_page(data)
+        pages.parse_page(data)
     with pytest.raises(PollError, match="NUL"):
-        wsman.parse_page("<a>\x00</a>")
+        pages.parse_page("<a>\x00</a>")

@@ -19,12 +19,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
-from exporter.config import PerRow
+from exporter.collectors.spec import ClassRead, CollectorSpec
 from exporter.errors import PollError
 from exporter.families import (
     CHUNK_LINES,
     Exposition,
     Family,
+    PerRow,
     cached,
     complete,
     escape_label_value,
@@ -34,12 +35,12 @@ from exporter.families import (
 )
 from exporter.gzipsplice import Piece, piece
 from exporter.rows import RowError, enum_label, host_from_nal, item_text, parse_datetime, parse_int
-from exporter.wsman import Item
+from exporter.wmi import Item, Query
 
 CLASS_NAME = "SMS_PackageStatusDistPointsSummarizer"
-PROPERTIES = (
-    "PackageID", "ServerNALPath", "SiteCode", "State", "PackageType", "SourceVersion", "LastCopied", "SummaryDate"
-)
+PROPERTIES = ("PackageID", "ServerNALPath", "SiteCode", "State", "LastCopied")
+# As many rows as the core table: read in the same PackageID slices at once.
+QUERY = Query(CLASS_NAME, PROPERTIES, slice_by="PackageID")
 
 STATE_NAMES: dict[int, str] = {
     0: "installed",
@@ -210,3 +211,6 @@ class DPContentAggregate:
                 f'{LAST_COPIED.name}{pairs[pair]},package_id="{esc(packages[key >> _PAIR_BITS])}"{servers[pair]}}} '
                 f"{format_value(when)}\n"
             )
+
+
+SPEC = CollectorSpec("dp_content_state", (ClassRead(QUERY, parse_item),), FAMILIES, DPContentAggregate)

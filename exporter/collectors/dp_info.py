@@ -13,14 +13,14 @@ import sys
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from exporter.families import Exposition, Family, cached, escape_label_value, format_value, lines_piece
+from exporter.collectors.spec import ClassRead, CollectorSpec
+from exporter.families import Exposition, Family, PerRow, cached, escape_label_value, format_value, lines_piece
 from exporter.rows import RowError, host_from_nal, item_text, parse_bool, parse_int
-from exporter.wsman import Item
+from exporter.wmi import Item, Query
 
 CLASS_NAME = "SMS_DistributionPointInfo"
-PROPERTIES = (
-    "NALPath", "ServerName", "SiteCode", "IsPullDP", "IsPXE", "IsMulticast", "IsPeerDP", "InternetFacing", "GroupCount"
-)
+PROPERTIES = ("NALPath", "ServerName", "SiteCode", "IsPullDP", "IsPXE", "IsMulticast", "InternetFacing", "GroupCount")
+QUERY = Query(CLASS_NAME, PROPERTIES)  # one enumeration: a few thousand DPs at most
 
 DP_INFO = Family(
     "sccm_distribution_point_info",
@@ -44,7 +44,6 @@ class DPInfoRow(NamedTuple):
     pull: bool = False
     pxe: bool = False
     multicast: bool = False
-    peer: bool = False
     internet_facing: bool = False
     groups: int | None = None
 
@@ -63,7 +62,6 @@ def parse_item(item: Item, site: str) -> DPInfoRow:
         pull=parse_bool("IsPullDP", item_text(item, "IsPullDP")),
         pxe=parse_bool("IsPXE", item_text(item, "IsPXE")),
         multicast=parse_bool("IsMulticast", item_text(item, "IsMulticast")),
-        peer=parse_bool("IsPeerDP", item_text(item, "IsPeerDP")),
         internet_facing=parse_bool("InternetFacing", item_text(item, "InternetFacing")),
         groups=parse_int("GroupCount", item_text(item, "GroupCount")),
     )
@@ -76,7 +74,8 @@ def _flag(value: bool) -> str:
 class DPInfoAggregate:
     """The distribution points of one poll by (site, server); a repeated one keeps its last row."""
 
-    def __init__(self) -> None:
+    def __init__(self, per_row: PerRow = "all") -> None:
+        """`per_row` limits the per-row families of the large classes only: a few thousand rows are all exported."""
         self._servers: dict[tuple[str, str], DPInfoRow] = {}
 
     @property
@@ -103,3 +102,6 @@ class DPInfoAggregate:
                 groups.append(f"{DP_GROUPS.name}{ids}}} {format_value(row.groups)}\n")
         families = {DP_INFO.name: lines_piece(info), DP_GROUPS.name: lines_piece(groups)}
         return Exposition.of(families, self.rows)
+
+
+SPEC = CollectorSpec("dp_info", (ClassRead(QUERY, parse_item),), FAMILIES, DPInfoAggregate, default=True)

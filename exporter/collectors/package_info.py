@@ -13,12 +13,14 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from exporter.families import Exposition, Family, cached, escape_label_value, format_value, lines_piece
+from exporter.collectors.spec import ClassRead, CollectorSpec
+from exporter.families import Exposition, Family, PerRow, cached, escape_label_value, format_value, lines_piece
 from exporter.rows import RowError, enum_label, item_text, parse_datetime, parse_int
-from exporter.wsman import Item
+from exporter.wmi import Item, Query
 
 CLASS_NAME = "SMS_PackageBaseclass"
 PROPERTIES = ("PackageID", "Name", "Version", "PackageType", "SourceVersion", "SourceDate", "PackageSize")
+QUERY = Query(CLASS_NAME, PROPERTIES)  # one enumeration: a site has a few thousand packages
 
 # SMS_PackageBaseclass.PackageType as the `package_type` label; any other value as its number.
 PACKAGE_TYPE_NAMES: dict[int, str] = {
@@ -71,8 +73,9 @@ class PackageInfoRow(NamedTuple):
     size_bytes: int | None = None  # PackageSize is in KB; this is bytes
 
 
-def parse_item(item: Item) -> PackageInfoRow:
-    """The row of one instance as `wsman.parse_items` gives it; RowError names what is wrong."""
+def parse_item(item: Item, site: str = "") -> PackageInfoRow:
+    """The row of one instance; RowError names what is wrong. The class has no SiteCode: the
+    families take the target's own site, so `site` is not needed here."""
     package_id = (item_text(item, "PackageID") or "").strip()
     if not package_id:
         raise RowError("PackageID is missing")
@@ -94,7 +97,8 @@ def parse_item(item: Item) -> PackageInfoRow:
 class PackageInfoAggregate:
     """The packages of one poll by ID (a site has a few thousand); a repeated ID keeps its last row."""
 
-    def __init__(self) -> None:
+    def __init__(self, per_row: PerRow = "all") -> None:
+        """`per_row` limits the per-row families of the large classes only: a few thousand rows are all exported."""
         self._packages: dict[str, PackageInfoRow] = {}
 
     @property
@@ -129,3 +133,6 @@ class PackageInfoAggregate:
             SOURCE_TIMESTAMP.name: lines_piece(values(SOURCE_TIMESTAMP, "source_date")),
         }
         return Exposition.of(families, self.rows)
+
+
+SPEC = CollectorSpec("package_info", (ClassRead(QUERY, parse_item),), FAMILIES, PackageInfoAggregate, default=True)

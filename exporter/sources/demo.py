@@ -30,12 +30,14 @@ The optional collectors' classes describe the same site at the same moment:
   DP, nil while it is not (yet) there.
 * `SMS_DistributionPointInfo` (`dp_info`): the DPs, a third of them pull DPs (the slowest links:
   branch offices), about half answering PXE, a few doing multicast, one in fifteen (at least one
-  from six DPs on) facing the internet, a rare peer DP, most in two or three DP groups.
+  from six DPs on) facing the internet, most in two or three DP groups.
 
 The rows are pure functions of (seed, time): `DemoSite.rows_at(t)`, `package_info_at(t)`,
-`dp_content_at(t)` and `distribution_points`. `DemoSource` memoises the status rows per package, so that a
-poll only rebuilds the packages whose rows changed since the last one; the other classes read
-those snapshots only as hints (see `DemoSource`), so that the four methods may run at once.
+`dp_content_at(t)` and `distribution_points`. `DemoSource` answers a query for any of these classes
+as a provider would, with the instances' property text (`exporter.wmi.Item`), which the collectors
+read like any other source's; it memoises the status rows per package, so that a poll only
+rebuilds the packages whose rows changed since the last one; the other classes read those
+snapshots only as hints (see `DemoSource`), so that the collectors may read at once.
 """
 
 from __future__ import annotations
@@ -47,14 +49,19 @@ import zlib
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import partial
 
+from exporter.collectors import dp_content_state, dp_info, package_info
 from exporter.collectors.dp_content_state import DPContentRow
 from exporter.collectors.dp_info import DPInfoRow
 from exporter.collectors.package_info import PackageInfoRow
+from exporter.collectors.package_status.row import CLASS_NAME as PACKAGE_STATUS
+from exporter.collectors.package_status.row import TYPE_COPY, TYPE_MASTER, PackageStatusRow
 from exporter.config import TargetConfig
-from exporter.rows import TYPE_COPY, TYPE_MASTER, PackageStatusRow
+from exporter.errors import PollError
+from exporter.wmi import Item, ItemsPage, Page, Query
 
 DEFAULT_SITE_CODE = "DEM"
 DOMAIN = "demo.example.com"
@@ -63,6 +70,8 @@ SITE_SERVER = "CM01"
 SENT, RECEIVED, INSTALLED, RETRY, FAILED, REMOVED, PENDING_REMOVE = 1, 2, 3, 4, 5, 6, 7
 
 _HOUR = 3600
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_WBEM_E_INVALID_CLASS = 0x80041010  # what a provider answers for a class it does not have
 _PERIOD_RANGE = (2 * _HOUR, 16 * _HOUR)  # between two versions of one package
 _SIZE_RANGE = (-2.0, 3.0)  # log2 of a package's size, relative: 0.25 to 8
 _LINK_RANGE = (0.5, 2.5)  # how slow a DP's link is, relative
@@ -505,7 +514,9 @@ def _distribution_points(site_code: str, seed: int, servers: Sequence[_Server]) 
     multicast = set(rng.sample(multicast_candidates, (len(multicast_candidates) + 2) // 4))
     intranet_only = [dp for dp in pushed if dp not in pxe]  # no PXE nor multicast over the internet
     internet = set(rng.sample(intranet_only, min(len(intranet_only), max(1, count // 15)))) if count >= 6 else set()
-    peer = set(rng.sample(sorted(pull), min(len(pull), count // 40)))
+    # A rare peer DP used to be drawn here; nothing reads IsPeerDP now, but the draw stays so that
+    # the draws after it, and so every DP's groups, are what they always were for a seed.
+    rng.sample(sorted(pull), min(len(pull), count // 40))
     rows = []
     for dp, server in enumerate(servers):
         # All DPs; its region, mostly; the PXE DPs; now and then a project's group.
@@ -513,7 +524,7 @@ def _distribution_points(site_code: str, seed: int, servers: Sequence[_Server]) 
         groups = 1 + (rng.random() < 0.85) + (dp in pxe) + (rng.random() < 0.15) if grouped else 0
         rows.append(DPInfoRow(
             site=site_code, server=server.host, pull=dp in pull, pxe=dp in pxe, multicast=dp in multicast,
-            peer=dp in peer, internet_facing=dp in internet, groups=groups,
+            internet_facing=dp in internet, groups=groups,
         ))
     return tuple(rows)
 
@@ -525,6 +536,61 @@ _CONTENT_STATES: dict[int, int] = {
     SENT: 1, RECEIVED: 1, INSTALLED: _STATE_INSTALLED, RETRY: 2, FAILED: 3,
     PENDING_REMOVE: _STATE_REMOVAL_PENDING, REMOVED: _STATE_REMOVAL_PENDING,
 }
+
+
+def _datetime(moment: float | None) -> str | None:
+    """A Unix time as WS-Management writes a WMI datetime (`2024-05-01T10:22:33.5Z`), nil as None.
+
+    The fraction is written with the digits of the float's shortest repr, which `parse_datetime`
+    reads back to the same float.
+    """
+    if moment is None:
+        return None
+    exact = Decimal(repr(float(moment)))
+    whole = math.floor(exact)
+    fraction = format(exact - whole, "f").partition(".")[2].rstrip("0")
+    stamp = (_EPOCH + timedelta(seconds=whole)).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{fraction}Z" if fraction else f"{stamp}Z"
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _integer(value: int | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def status_item(row: PackageStatusRow) -> Item:
+    return {
+        "PackageID": row.package_id, "PkgServer": row.pkg_server, "Personality": str(row.personality),
+        "SiteCode": row.site, "Status": str(row.status), "Type": str(row.type),
+        "UpdateTime": _datetime(row.update_time),
+    }
+
+
+def package_item(row: PackageInfoRow) -> Item:
+    return {
+        "PackageID": row.package_id, "Name": row.name, "Version": row.version,
+        "PackageType": str(row.package_type), "SourceVersion": _integer(row.source_version),
+        "SourceDate": _datetime(row.source_date),
+        "PackageSize": None if row.size_bytes is None else str(row.size_bytes // 1024),
+    }
+
+
+def content_item(row: DPContentRow) -> Item:
+    return {
+        "PackageID": row.package_id, "ServerNALPath": nal_path(row.server, row.site), "SiteCode": row.site,
+        "State": str(row.state), "LastCopied": _datetime(row.last_copied),
+    }
+
+
+def dp_item(row: DPInfoRow) -> Item:
+    return {
+        "NALPath": nal_path(row.server, row.site), "ServerName": row.server, "SiteCode": row.site,
+        "IsPullDP": _flag(row.pull), "IsPXE": _flag(row.pxe), "IsMulticast": _flag(row.multicast),
+        "InternetFacing": _flag(row.internet_facing), "GroupCount": _integer(row.groups),
+    }
 
 
 class DemoSource:
@@ -545,10 +611,25 @@ class DemoSource:
         # their unchanged rows are reused as they are.
         self._snapshots: list[_Snapshot | None] = [None] * len(self.site.packages)
 
-    def rows(self, deadline: float) -> Iterator[PackageStatusRow]:
-        # No deadline check: even a 2000 x 200 site takes under a second on its first poll and
-        # tens of milliseconds after that.
-        yield from self.rows_at(self._clock())
+    def read(self, query: Query, deadline: float) -> Iterator[Page]:
+        """The instances of one of the simulated classes, as one page, at the clock's time.
+
+        No deadline check: even a 2000 x 200 site takes under a second on its first poll and
+        tens of milliseconds after that. Any other class is refused as a provider refuses it.
+        """
+        t = self._clock()
+        if query.class_name == PACKAGE_STATUS:
+            items = [status_item(row) for row in self.rows_at(t)]
+        elif query.class_name == package_info.CLASS_NAME:
+            items = [package_item(row) for row in self.site.package_info_at(t)]
+        elif query.class_name == dp_content_state.CLASS_NAME:
+            items = [content_item(row) for row in self.dp_content_state_at(t)]
+        elif query.class_name == dp_info.CLASS_NAME:
+            items = [dp_item(row) for row in self.site.distribution_points]
+        else:
+            raise PollError("wmi_fault", f"invalid class {query.class_name}: the demo site does not simulate it",
+                            wmi_code=_WBEM_E_INVALID_CLASS)
+        yield ItemsPage(items, partial(_row_name, query.class_name))
 
     def rows_at(self, t: float) -> list[PackageStatusRow]:
         """Equal to `self.site.rows_at(t)`, computed from the previous poll's snapshots."""
@@ -559,21 +640,27 @@ class DemoSource:
             rows.extend(snapshot.rows)
         return rows
 
-    def package_info(self, deadline: float) -> Iterator[PackageInfoRow]:
-        yield from self.site.package_info_at(self._clock())
-
-    def dp_content_state(self, deadline: float) -> Iterator[DPContentRow]:
-        yield from self.dp_content_state_at(self._clock())
-
     def dp_content_state_at(self, t: float) -> Iterator[DPContentRow]:
         """The rows of `self.site.dp_content_at(t)`, helped by the status rows' latest snapshots."""
         return self.site.dp_content_at(t, tuple(self._snapshots))
-
-    def dp_info(self, deadline: float) -> Iterator[DPInfoRow]:
-        yield from self.site.distribution_points
 
     def site_code(self) -> str | None:
         return self.site.site_code
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _row_name(class_name: str, index: int) -> str:
+    return f"{class_name} row {index + 1}"
+
+
+def item_of(row: PackageStatusRow | PackageInfoRow | DPContentRow | DPInfoRow) -> Item:
+    """A typed row of any simulated class written back as the instance text a provider sends."""
+    if isinstance(row, PackageStatusRow):
+        return status_item(row)
+    if isinstance(row, PackageInfoRow):
+        return package_item(row)
+    if isinstance(row, DPContentRow):
+        return content_item(row)
+    return dp_item(row)

@@ -1,4 +1,4 @@
-"""Rows from a file written on the Windows side by `Export-Csv` or `ConvertTo-Json`.
+"""`SMS_PackageStatus` instances from a file written on the Windows side by `Export-Csv` or `ConvertTo-Json`.
 
 For sites the exporter cannot reach over WinRM: a scheduled task on a Windows host runs
 `Get-WmiObject`/`Get-CimInstance -ClassName SMS_PackageStatus` and writes the result to a share;
@@ -26,12 +26,11 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
-from exporter.collectors.dp_content_state import DPContentRow
-from exporter.collectors.dp_info import DPInfoRow
-from exporter.collectors.package_info import PackageInfoRow
+from exporter.collectors.package_status.row import CLASS_NAME
 from exporter.config import TargetConfig
 from exporter.errors import PollError
-from exporter.rows import PackageStatusRow, RowError, make_row
+from exporter.rows import RowError, item_text
+from exporter.wmi import Item, ItemsPage, Page, Query
 
 Format = Literal["csv", "json"]
 
@@ -70,7 +69,7 @@ class _Fields:
 
 
 class FileSource:
-    """A `Source` reading `target.path` (`.csv` or `.json`; other names are sniffed)."""
+    """A `Source` of `SMS_PackageStatus` reading `target.path` (`.csv` or `.json`; other names are sniffed)."""
 
     def __init__(self, target: TargetConfig) -> None:
         if not target.path:
@@ -80,22 +79,17 @@ class FileSource:
         # The site code the last good poll's rows agreed on; the only state this source keeps.
         self._rows_site: str | None = None
 
-    def rows(self, deadline: float) -> Iterator[PackageStatusRow]:
-        # Everything is parsed before the first row is handed out, so that a bad row fails the
-        # poll before the collector has seen any of it.
-        rows = read_rows(self._path, deadline, default_site=self._configured_site)
-        sites = {row.site for row in rows}
+    def read(self, query: Query, deadline: float) -> Iterator[Page]:
+        """The file's instances, as one page; the file is read whole first, so that a record that
+        does not read fails the poll before the collector has seen any of it."""
+        if query.class_name != CLASS_NAME:
+            # The configuration refuses other collectors on a file target; reaching here is a bug.
+            raise PollError("other", f"the file source reads {CLASS_NAME} only, not {query.class_name}")
+        records = read_items(self._path, deadline, default_site=self._configured_site)
+        sites = {(item_text(item, "SiteCode") or "").strip() for _, item in records}
         self._rows_site = sites.pop() if len(sites) == 1 else None
-        yield from rows
-
-    def package_info(self, deadline: float) -> Iterator[PackageInfoRow]:
-        raise _only_package_status("package_info")
-
-    def dp_content_state(self, deadline: float) -> Iterator[DPContentRow]:
-        raise _only_package_status("dp_content_state")
-
-    def dp_info(self, deadline: float) -> Iterator[DPInfoRow]:
-        raise _only_package_status("dp_info")
+        wheres = [where for where, _ in records]
+        yield ItemsPage([item for _, item in records], lambda index: f"{self._path} {wheres[index]}")
 
     def site_code(self) -> str | None:
         return self._rows_site or self._configured_site
@@ -104,14 +98,10 @@ class FileSource:
         """Nothing to drop: the file is opened and closed within each poll."""
 
 
-def _only_package_status(collector: str) -> PollError:
-    # The configuration refuses these collectors on a file target; reaching here is a bug.
-    return PollError("other", f"the file source reads SMS_PackageStatus only, not the classes of {collector}")
-
-
-def read_rows(path: Path, deadline: float, *, default_site: str | None = None) -> list[PackageStatusRow]:
-    """All rows of the file at `path`, or PollError: `other` when it cannot be read, `parse`
-    when its content is not understood (the message names the line or object and the field).
+def read_items(path: Path, deadline: float, *, default_site: str | None = None) -> list[tuple[str, Item]]:
+    """(where, instance) of every record of the file at `path`, or PollError: `other` when it
+    cannot be read, `parse` when its content is not understood (the message names the line or
+    object and the field). `where` names the record (`line 5`, `object at index 3`).
 
     `default_site` stands in for a missing or empty `SiteCode`.
     """
@@ -128,15 +118,15 @@ def read_rows(path: Path, deadline: float, *, default_site: str | None = None) -
         raise PollError("parse", f"{path}: file is empty")
     fmt = detect_format(path, text)
     records = _csv_records(text, path) if fmt == "csv" else _json_records(text, path)
-    rows: list[PackageStatusRow] = []
+    items: list[tuple[str, Item]] = []
     for where, fields in records:
-        if len(rows) % _DEADLINE_EVERY == 0 and time.monotonic() > deadline:
-            raise PollError("timeout", f"{path}: deadline passed after {len(rows)} rows")
+        if len(items) % _DEADLINE_EVERY == 0 and time.monotonic() > deadline:
+            raise PollError("timeout", f"{path}: deadline passed after {len(items)} rows")
         try:
-            rows.append(_row(fields, default_site))
+            items.append((where, _item(fields, default_site)))
         except RowError as exc:
             raise PollError("parse", f"{path} {where}: {exc}") from None
-    return rows
+    return items
 
 
 # --- bytes to text ---------------------------------------------------------------------------
@@ -167,17 +157,17 @@ def detect_format(path: Path, text: str) -> Format:
     return "json" if text.lstrip()[:1] in ("[", "{") else "csv"
 
 
-def _row(fields: _Fields, default_site: str | None) -> PackageStatusRow:
-    site = fields.site if fields.site and fields.site.strip() else default_site
-    return make_row(
-        site=site,
-        package_id=fields.package_id,
-        pkg_server=fields.pkg_server,
-        type_=fields.type_,
-        status=fields.status,
-        personality=fields.personality,
-        update_time=culture_datetime_as_iso(fields.update_time),
-    )
+def _item(fields: _Fields, default_site: str | None) -> Item:
+    """The instance as a provider would send it: the culture's datetime rewritten, the site filled in."""
+    return {
+        "PackageID": fields.package_id,
+        "PkgServer": fields.pkg_server,
+        "Personality": fields.personality,
+        "SiteCode": fields.site if fields.site and fields.site.strip() else default_site,
+        "Status": fields.status,
+        "Type": fields.type_,
+        "UpdateTime": culture_datetime_as_iso(fields.update_time),
+    }
 
 
 # --- Get-CimInstance datetimes in CSV --------------------------------------------------------

@@ -1,12 +1,13 @@
 """`SMS_PackageStatus` rows read straight from the items text of a Pull page: the poll's hot loop.
 
 A large site is a million instances per poll, 300 to 400 MB of XML. Building an element per
-property and a dict per instance (`wsman.parse_page`) reads some 85,000 rows a second; this
-module about 500,000, and gives the same rows, or hands the page back to `parse_page`.
+property and a dict per instance (`exporter.winrm.pages.parse_page`) reads some 85,000 rows a
+second, the general fragment reader some 210,000; this module about 500,000, and gives the same
+rows, or None, and the page is then read instance by instance (`exporter.collectors.spec.page_rows`).
 
-It relies on `wsman.split_page` having parsed the envelope around the items (with a probe
-instance in their place, proving what the prefixes `w:` and `xsi:` mean there) and reads the
-items text itself, accepting one shape only: the one Windows writes for our WQL property list,
+It relies on `exporter.winrm.pages.split_page` having parsed the envelope around the items (with
+a probe instance in their place, proving what the prefixes `w:` and `xsi:` mean there) and reads
+the items text itself, accepting one shape only: the one Windows writes for our WQL property list,
 `<w:XmlFragment>` (with the page's first start tag, namespace declarations and all) holding the
 seven properties in alphabetical order, no whitespace or comments inside, `UpdateTime` as
 `<Datetime>` or `xsi:nil`; whitespace between instances is allowed. The pattern matches every
@@ -17,8 +18,8 @@ form is captured in parts. The five properties in between (`Personality` to `Typ
 across rows -- a few thousand distinct runs over a million rows -- so each distinct run is
 parsed once by ElementTree, entity references and forbidden characters included, and
 remembered. Whatever does not fit (another shape, a reference where none is expected, a field
-that does not convert) sends the page to the general reader, which either reads it or reports
-exactly what is wrong.
+that does not convert) gives None, and the general path either reads the page or reports exactly
+what is wrong.
 """
 
 from __future__ import annotations
@@ -28,16 +29,11 @@ import sys
 import xml.etree.ElementTree as ET
 from operator import itemgetter
 
-from exporter import wsman
-from exporter.collectors.package_status import CLASS_NAME
-from exporter.errors import PollError
-from exporter.rows import PackageStatusRow, RowError, item_text, make_row, parse_datetime, utc_midnight
+from exporter.collectors.package_status.row import PackageStatusRow, parse_item
+from exporter.rows import RowError, parse_datetime, utc_midnight
+from exporter.winrm.pages import PATTERNS_KEPT, PLAIN, WHITESPACE
+from exporter.wmi import Item, WireItems
 
-# Characters XML 1.0 does not allow in a document (besides tab, LF and CR).
-_NOT_XML = "\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff"
-# Text that means itself: no reference to decode, no line end to normalise, and no `>`, so that
-# no `]]>` (forbidden in text) can hide in it.
-_PLAIN = f"[^<>&\r{_NOT_XML}]*"
 # Text that may hold anything but markup: read by ElementTree, once per distinct run, which
 # refuses what XML forbids (so the pattern need not look at every character twice).
 _TEXT = "[^<]*"
@@ -45,12 +41,12 @@ _MIDDLE = ("Personality", "PkgServer", "SiteCode", "Status", "Type")
 # UpdateTime as nearly every row has it, in parts (date, HH:MM, seconds, fraction), or else as
 # text for `parse_datetime`.
 _DATETIME = (
-    "(?:([0-9]{4}-[0-9]{2}-[0-9]{2})T([0-9]{2}:[0-9]{2}):([0-9]{2})(?:\\.([0-9]{1,9}))?Z" + f"|({_PLAIN}))"
+    "(?:([0-9]{4}-[0-9]{2}-[0-9]{2})T([0-9]{2}:[0-9]{2}):([0-9]{2})(?:\\.([0-9]{1,9}))?Z" + f"|({PLAIN}))"
 )
-# One instance after the start tag of its fragment, which is given per page (wsman.RawPage);
+# One instance after the start tag of its fragment, which is given per page (`WireItems.fragment_open`);
 # whitespace between instances is allowed, as parse_items ignores it.
 _ITEM_BODY = (
-    f"<PackageID>({_PLAIN})</PackageID>("
+    f"<PackageID>({PLAIN})</PackageID>("
     + "".join(f"<{name}>{_TEXT}</{name}>" for name in _MIDDLE)
     + f")(?:<UpdateTime><Datetime>{_DATETIME}</Datetime></UpdateTime>|<UpdateTime xsi:nil=\"true\"/>)"
     "</w:XmlFragment>)"
@@ -58,9 +54,7 @@ _ITEM_BODY = (
 _CLOCK = {f"{hour:02d}:{minute:02d}": hour * 3600 + minute * 60 for hour in range(24) for minute in range(60)}
 _SECOND = {f"{second:02d}": second for second in range(60)}
 _POWERS = tuple(10**digits for digits in range(10))
-_WHITESPACE = " \t\r\n"
 _WHOLE = itemgetter(0)
-_PATTERNS_KEPT = 16
 # Bounds on what a reader remembers, should a provider send endless distinct values.
 _MIDDLES_KEPT = 100_000
 _PACKAGES_KEPT = 1_000_000
@@ -70,26 +64,10 @@ _Middle = tuple[str, str, int, int, int, str]  # site, server, type, status, per
 _new_row = tuple.__new__
 
 
-def item_row(item: wsman.Item, site: str, number: int) -> PackageStatusRow:
-    """The row of one instance as `wsman.parse_items` gives it; `site` stands in for a missing SiteCode."""
-    try:
-        return make_row(
-            site=item_text(item, "SiteCode") or site,
-            package_id=item_text(item, "PackageID"),
-            pkg_server=item_text(item, "PkgServer"),
-            type_=item_text(item, "Type"),
-            status=item_text(item, "Status"),
-            personality=item_text(item, "Personality"),
-            update_time=item_text(item, "UpdateTime"),
-        )
-    except RowError as exc:
-        raise PollError("parse", f"{CLASS_NAME} row {number}: {exc}") from None
-
-
 class PageReader:
     """Rows of the pages of one site's enumerations, remembering what repeats between rows.
 
-    One reader per source and site code; not shared between threads.
+    One reader per target and site code, kept from poll to poll; not shared between threads.
     """
 
     def __init__(self, site: str) -> None:
@@ -102,29 +80,25 @@ class PageReader:
         self.fast_pages = 0
         self.general_pages = 0
 
-    def rows(self, page: wsman.RawPage, first: int) -> list[PackageStatusRow]:
-        """The page's rows; `first` is the number of its first row in the walk (for messages)."""
-        if page.items is None:
-            fast = self._scan(page.text, page.items_start, page.items_end, page.fragment_open)
-            if fast is not None:
-                self.fast_pages += 1
-                return fast
-            items = wsman.parse_page(page.text).items
+    def rows(self, wire: WireItems) -> list[PackageStatusRow] | None:
+        """The page's rows, or None when its text is not wholly in the plain shape."""
+        rows = self._scan(wire.text, wire.start, wire.end, wire.fragment_open)
+        if rows is None:
+            self.general_pages += 1
         else:
-            items = page.items
-        self.general_pages += 1
-        return [item_row(item, self.site, number) for number, item in enumerate(items, first)]
+            self.fast_pages += 1
+        return rows
 
     def _scan(self, text: str, start: int, end: int, fragment_open: str) -> list[PackageStatusRow] | None:
         """The rows of the items text, or None when it is not wholly in the plain shape."""
         pattern = self._patterns.get(fragment_open)
         if pattern is None:
-            if len(self._patterns) > _PATTERNS_KEPT:
+            if len(self._patterns) > PATTERNS_KEPT:
                 self._patterns.clear()
             pattern = self._patterns[fragment_open] = re.compile(
-                f"([{_WHITESPACE}]*" + re.escape(fragment_open) + _ITEM_BODY
+                f"([{WHITESPACE}]*" + re.escape(fragment_open) + _ITEM_BODY
             )
-        while end > start and text[end - 1] in _WHITESPACE:
+        while end > start and text[end - 1] in WHITESPACE:
             end -= 1
         found = pattern.findall(text, start, end)
         if sum(map(len, map(_WHOLE, found))) != end - start:
@@ -188,61 +162,10 @@ class PageReader:
             element = ET.fromstring(f"<i>{middle}</i>")
         except ET.ParseError:
             return None
-        item: wsman.Item = {child.tag: child.text or "" for child in element}
+        item: Item = {child.tag: child.text or "" for child in element}
         item["PackageID"] = "-"
         try:
-            row = item_row(item, self.site, 0)
-        except PollError:
+            row = parse_item(item, self.site)
+        except RowError:
             return None
         return (row.site, row.server, row.type, row.status, row.personality, row.pkg_server)
-
-
-# Any property of a fragment as Windows writes it: plain text, a datetime, or nil.
-def _property(name: str) -> str:
-    return f'(?:<{name}>(?:<Datetime>({_PLAIN})</Datetime>|({_PLAIN}))</{name}>|<{name} xsi:nil="true"/>)'
-
-
-class FragmentReader:
-    """The instances of any WQL property list read straight from the items text of a page.
-
-    For the optional collectors' classes, `SMS_PackageStatusDistPointsSummarizer` above all (as
-    many rows as the core table): the same idea as `PageReader`, without what is particular to
-    `SMS_PackageStatus`. Each `<w:XmlFragment>` must hold the properties asked for in alphabetical
-    order, each as `<P>text</P>`, `<P><Datetime>text</Datetime></P>` or `<P xsi:nil="true"/>`, the
-    text plain (no reference to decode, no carriage return, no `>`), the fragments back to back
-    covering the whole items text. The instances come out as `wsman.parse_items` gives them;
-    a page in any other shape gives None, and the caller reads it with `wsman.parse_page`.
-    Not shared between threads.
-    """
-
-    def __init__(self, properties: tuple[str, ...]) -> None:
-        self._names = tuple(sorted(properties, key=str.lower))
-        self._patterns: dict[str, re.Pattern[str]] = {}
-
-    def items(self, page: wsman.RawPage) -> list[wsman.Item] | None:
-        if page.items is not None:
-            return page.items
-        pattern = self._patterns.get(page.fragment_open)
-        if pattern is None:
-            if len(self._patterns) > _PATTERNS_KEPT:
-                self._patterns.clear()
-            body = "".join(_property(name) for name in self._names)
-            pattern = self._patterns[page.fragment_open] = re.compile(
-                f"[{_WHITESPACE}]*" + re.escape(page.fragment_open) + body + "</w:XmlFragment>"
-            )
-        text, start, end = page.text, page.items_start, page.items_end
-        while end > start and text[end - 1] in _WHITESPACE:
-            end -= 1
-        names = self._names
-        items: list[wsman.Item] = []
-        position = start
-        for match in pattern.finditer(text, start, end):
-            if match.start() != position:
-                return None  # something between two instances that is not one
-            position = match.end()
-            values = match.groups()
-            items.append({
-                name: when if when is not None else plain
-                for name, when, plain in zip(names, values[::2], values[1::2], strict=True)
-            })
-        return items if position == end else None

@@ -1,4 +1,4 @@
-"""The `package_status` collector: `SMS_PackageStatus` rows -> the core families of design.md.
+"""`SMS_PackageStatus` rows -> the core families (docs/metrics.md), counted page by page.
 
 A poll's rows stream in page by page (`PackageStatusAggregate.add`) and are de-duplicated and
 counted as they come, so that memory holds what the families need, not the rows: per group of
@@ -15,12 +15,21 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from exporter.config import PerRow
+from exporter.collectors.package_status.row import (
+    KNOWN_STATUSES,
+    PERSONALITY_NAMES,
+    STATUS_INSTALLED,
+    STATUS_NAMES,
+    TYPE_COPY,
+    TYPE_NAMES,
+    PackageStatusRow,
+)
 from exporter.errors import PollError
 from exporter.families import (
     CHUNK_LINES,
     Exposition,
     Family,
+    PerRow,
     cached,
     complete,
     escape_label_value,
@@ -29,15 +38,7 @@ from exporter.families import (
     lines_piece,
 )
 from exporter.gzipsplice import Piece, piece
-from exporter.rows import (
-    PERSONALITY_NAMES,
-    STATUS_INSTALLED,
-    STATUS_NAMES,
-    TYPE_COPY,
-    TYPE_NAMES,
-    PackageStatusRow,
-    enum_label,
-)
+from exporter.rows import enum_label
 
 PACKAGE_STATUS = Family(
     "sccm_package_status",
@@ -70,9 +71,6 @@ PACKAGE_SERVERS = Family(
     "SMS_PackageStatus); every known status is present per package.",
 )
 
-CLASS_NAME = "SMS_PackageStatus"
-# The properties the families use: a property list costs ~400 bytes a row instead of ~720.
-PROPERTIES = ("PackageID", "PkgServer", "Personality", "SiteCode", "Status", "Type", "UpdateTime")
 FAMILIES: tuple[Family, ...] = (
     PACKAGE_STATUS,
     UPDATE_TIMESTAMP,
@@ -81,16 +79,6 @@ FAMILIES: tuple[Family, ...] = (
     PACKAGE_SERVERS,
 )
 
-KNOWN_STATUSES: tuple[int, ...] = tuple(STATUS_NAMES)
-
-
-def render_rows(
-    target: str, rows: Iterable[PackageStatusRow], per_row: PerRow, own_site: str | None = None
-) -> Exposition:
-    """Render every data family of one target from its rows (all at once; polls stream them)."""
-    aggregate = PackageStatusAggregate(per_row)
-    aggregate.add(rows)
-    return aggregate.render(target, own_site)
 
 
 # Ids of groups in the integer key of a kept row (package id << _GROUP_BITS | group id).

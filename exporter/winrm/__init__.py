@@ -1,0 +1,7 @@
+"""The WinRM wing: reading WMI classes from an SMS Provider over WS-Management.
+
+`envelopes` (requests built, replies parsed safely), `faults` (SOAP faults and what they mean),
+`pages` (the replies and the readers of their instances), `plan` (what to enumerate), `lanes`
+(enumerations at once), `transport` (pywinrm sessions and their errors) and `source` (the
+`WinRMSource` that puts them together).
+"""
