@@ -163,13 +163,15 @@ def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 1
 class Server:
     """A child process on loopback with its log in a file, ready once a URL answers 200; `stop()` ends it."""
 
-    def __init__(self, name: str, args: list[str], log: Path, ready_url: str) -> None:
+    def __init__(self, name: str, args: list[str], log: Path, ready_url: str, *,
+                 env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+        """`env`: variables added to this process's environment (proxies are left out)."""
         self.name = name
         self.log_path = log
         self.ready_url = ready_url
         self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        environment = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")} | (env or {})
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=environment, cwd=cwd)
 
     def status_of(self, url: str) -> int:
         """How this process answers `url`; a subclass adds TLS or credentials."""
@@ -212,8 +214,10 @@ class ExporterProcess(Server):
     """`sccm-package-exporter` run as a user runs it, on a free loopback port."""
 
     def __init__(self, config: Path, log_path: Path, extra_args: list[str] | None = None, *,
-                 tls_ca: Path | None = None, auth: tuple[str, str] | None = None) -> None:
-        """`tls_ca` and `auth`: how this client reaches an exporter started with --web.config.file."""
+                 tls_ca: Path | None = None, auth: tuple[str, str] | None = None,
+                 command: list[str] | None = None, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+        """`tls_ca` and `auth`: how this client reaches an exporter started with --web.config.file.
+        `command` runs instead of the installed console script (`python -m exporter` from a copy)."""
         self.port = free_port()
         self.base = f"{'https' if tls_ca else 'http'}://127.0.0.1:{self.port}"
         self.context = ssl.create_default_context(cafile=str(tls_ca)) if tls_ca else None
@@ -222,10 +226,12 @@ class ExporterProcess(Server):
         )
         super().__init__(
             "exporter",
-            [console_script(), "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{self.port}",
-             *(extra_args or [])],
+            [*(command or [console_script()]), "--config.file", str(config),
+             "--web.listen-address", f"127.0.0.1:{self.port}", *(extra_args or [])],
             log_path,
             ready_url=f"{self.base}/-/ready",
+            env=env,
+            cwd=cwd,
         )
         self.wait_for_url(f"{self.base}/-/healthy", 20)
 
