@@ -161,7 +161,6 @@ class TargetPoller:
         self._state = _State(collectors={spec.name: _CollectorState() for spec in self._specs})
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._finished = threading.Event()  # set after every finished poll, for tests and readiness
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -174,17 +173,6 @@ class TargetPoller:
         if self._thread is not None:
             self._thread.join(timeout)
         self.source.close()
-
-    def wait_for_poll(self, count: int = 1, timeout: float = 30.0) -> bool:
-        """Block until at least `count` polls finished (used by tests and `--check` style runs)."""
-        end = self._monotonic() + timeout
-        while self.status().polls < count:
-            remaining = end - self._monotonic()
-            if remaining <= 0:
-                return False
-            self._finished.wait(min(remaining, 0.1))
-            self._finished.clear()
-        return True
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -285,7 +273,6 @@ class TargetPoller:
                     collector.errors[result.reason] += 1
         for name, (result, took) in results.items():
             self._log(name, result, took, duration)
-        self._finished.set()
 
     def _log(self, name: Collector, result: Exposition | PollError, took: float, duration: float) -> None:
         target = self.target.name

@@ -29,14 +29,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from wsman_server import WSManServer
 
 from exporter.collectors import SPECS
+from exporter.collectors.dp_content_state import DPContentRow
+from exporter.collectors.package_info import PackageInfoRow
 from exporter.collectors.package_status.aggregate import PackageStatusAggregate
 from exporter.collectors.package_status.pages import PageReader
 from exporter.collectors.package_status.row import CLASS_NAME, PackageStatusRow, parse_item
 from exporter.collectors.spec import Reader, page_rows
 from exporter.errors import Reason
 from exporter.families import Exposition, PerRow
-from exporter.poller import CollectorStatus, TargetStatus
-from exporter.sources.demo import item_of
+from exporter.poller import CollectorStatus, TargetPoller, TargetStatus
+from exporter.sources.demo import content_item, dp_item, package_item, status_item
 from exporter.winrm.pages import RawPage, ReplyPage
 from exporter.wmi import Item, ItemsPage, Page, Query, Source
 
@@ -47,7 +49,14 @@ Samples = dict[str, dict[Labels, float]]
 def instance_of(row: Any) -> Item:
     """A typed row as a provider would send it, such that the collector reads back the row it
     exports: the server where a NAL path would be (test rows need not have a consistent one)."""
-    item = item_of(row)
+    if isinstance(row, PackageStatusRow):
+        item = status_item(row)
+    elif isinstance(row, PackageInfoRow):
+        item = package_item(row)
+    elif isinstance(row, DPContentRow):
+        item = content_item(row)
+    else:
+        item = dp_item(row)
     for path in ("PkgServer", "ServerNALPath", "NALPath"):
         if path in item:
             item[path] = row.server
@@ -73,6 +82,16 @@ class RowsSource:
 
     def close(self) -> None:
         pass
+
+
+def wait_for_polls(poller: TargetPoller, count: int = 1, timeout: float = 30.0) -> bool:
+    """Whether `poller` finished at least `count` polls within `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while poller.status().polls < count:
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def collector_rows(source: Source, collector: str, deadline: float) -> Iterator[Any]:

@@ -30,7 +30,9 @@ PROPERTY_LISTS = {
     "SMS_PackageBaseclass": "PackageID, Name, Version, PackageType, SourceVersion, SourceDate, PackageSize",
     # Only what the families export (IsPeerDP, PackageType, SourceVersion and SummaryDate were read
     # and never exported: no longer asked for).
-    "SMS_DistributionPointInfo": "NALPath, ServerName, SiteCode, IsPullDP, IsPXE, IsMulticast, InternetFacing, GroupCount",
+    "SMS_DistributionPointInfo": (
+        "NALPath, ServerName, SiteCode, IsPullDP, IsPXE, IsMulticast, InternetFacing, GroupCount"
+    ),
     "SMS_PackageStatusDistPointsSummarizer": "PackageID, ServerNALPath, SiteCode, State, LastCopied",
 }
 SITES = (("abc", "ABC"), ("def", "DEF"), ("ghi", "GHI"))

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import RowsSource
+from conftest import RowsSource, wait_for_polls
 
 from exporter.collectors.dp_content_state import DPContentRow
 from exporter.collectors.dp_info import DPInfoRow
@@ -122,7 +122,7 @@ def test_background_thread_polls_and_stops() -> None:
     source = ScriptedSource([ROW])
     poller = TargetPoller(target(interval=0.05, stale_after=1.0), source)
     poller.start()
-    assert poller.wait_for_poll(3, timeout=5)
+    assert wait_for_polls(poller, 3, timeout=5)
     poller.stop()
     assert source.closed
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from conftest import wait_for_polls
+
 from exporter.config import Config, parse_config
 from exporter.exposition import RELOAD_SUCCESSFUL
 from exporter.service import Exporter
@@ -19,7 +21,7 @@ def test_reload_keeps_unchanged_pollers_and_replaces_the_rest() -> None:
     exporter.start()
     try:
         for poller in exporter.pollers.values():
-            assert poller.wait_for_poll(1, timeout=30)
+            assert wait_for_polls(poller, 1, timeout=30)
         same, changed, removed = (exporter.pollers[n] for n in ("same", "changed", "removed"))
         body = exporter.metrics().text
         exporter.reload(config("same:5", "changed:6", "added:5"))
@@ -27,7 +29,7 @@ def test_reload_keeps_unchanged_pollers_and_replaces_the_rest() -> None:
         assert exporter.pollers["same"] is same  # and with it its last data
         assert exporter.pollers["same"].status().polls == 1
         assert exporter.pollers["changed"] is not changed
-        assert exporter.pollers["added"].wait_for_poll(1, timeout=30)
+        assert wait_for_polls(exporter.pollers["added"], 1, timeout=30)
         removed._stop.wait(5)
         assert removed._stop.is_set()
         after = exporter.metrics().text

@@ -653,14 +653,3 @@ class DemoSource:
 
 def _row_name(class_name: str, index: int) -> str:
     return f"{class_name} row {index + 1}"
-
-
-def item_of(row: PackageStatusRow | PackageInfoRow | DPContentRow | DPInfoRow) -> Item:
-    """A typed row of any simulated class written back as the instance text a provider sends."""
-    if isinstance(row, PackageStatusRow):
-        return status_item(row)
-    if isinstance(row, PackageInfoRow):
-        return package_item(row)
-    if isinstance(row, DPContentRow):
-        return content_item(row)
-    return dp_item(row)

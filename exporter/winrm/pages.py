@@ -74,10 +74,6 @@ class RawPage:
         return self.end_of_sequence or self.context is None
 
     @property
-    def items_text(self) -> str:
-        return self.text[self.items_start : self.items_end]
-
-    @property
     def wire(self) -> WireItems | None:
         """The instances as text, for `FragmentReader` and the collectors' own readers; None once read."""
         if self.items is not None:
