@@ -82,7 +82,7 @@ def host_from_nal(value: str) -> str:
     """The host name in a `PkgServer`/`Location` value: a NAL path, a UNC path or a bare host.
 
     `["Display=\\\\DP01.corp\\"]MSWNET:["SMS_SITE=ABC"]\\\\DP01.corp\\` -> `DP01.corp`. The host is
-    kept exactly as written (case kept, not shortened), as design.md asks. A value with no
+    kept exactly as written (case kept, not shortened), as docs/metrics.md says. A value with no
     recognisable host is returned stripped, so that nothing is lost. Memoised: a site names a few
     hundred servers over a million rows.
     """

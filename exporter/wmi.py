@@ -47,6 +47,17 @@ class Query:
         return select if self.where is None else f"{select} WHERE {self.where}"
 
 
+# What readers of `WireItems` text accept as plain text. Characters XML 1.0 does not allow in a
+# document (besides tab, LF and CR):
+NOT_XML = "\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff"
+# Text that means itself: no reference to decode, no line end to normalise, and no `>`, so that
+# no `]]>` (forbidden in text) can hide in it.
+PLAIN = f"[^<>&\r{NOT_XML}]*"
+WHITESPACE = " \t\r\n"
+# Bound on the compiled patterns a reader keeps (one per distinct fragment start tag).
+PATTERNS_KEPT = 16
+
+
 @dataclass(frozen=True, slots=True)
 class WireItems:
     """The instances of a WS-Management reply as the server wrote them, for a reader that reads text.
@@ -110,6 +121,7 @@ class Source(Protocol):
         ...
 
 
-def row_error(page: Page, index: int, error: Exception) -> PollError:
-    """The one way a row that does not convert fails a read: reason `parse`, naming the row."""
-    return PollError("parse", f"{page.name(index)}: {error}")
+def row_error(row: str, error: Exception) -> PollError:
+    """The one way a row that does not convert fails a read: reason `parse`, naming the row
+    (`SMS_PackageStatus row 61`, `/data/status.csv line 5`) and what is wrong with it."""
+    return PollError("parse", f"{row}: {error}")

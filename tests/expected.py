@@ -4,7 +4,7 @@ Used by the end-to-end tests of every source fed with the same data set (WinRM, 
 they are checked against one independent reading of the data, not against the exporter's parsers.
 
 `check_target` checks the `package_status` families; `check_package_info`, `check_dp_content_state`
-and `check_dp_info` the optional collectors' (design.md, "Optional collectors"), each comparing
+and `check_dp_info` the optional collectors' (docs/metrics.md), each comparing
 the whole family of that target for exact equality (timestamps to a microsecond);
 `check_collectors` runs the three on a site's classes and checks that disabled collectors serve
 nothing.  `got` is what `conftest.parse_samples` returns (label values unescaped).

@@ -1,4 +1,4 @@
-"""The optional collectors of design.md: package_info, dp_content_state and dp_info.
+"""The optional collectors (docs/metrics.md): package_info, dp_content_state and dp_info.
 
 Each collector turns instances of its class, as `pages.parse_items` gives them (text values, None
 for `xsi:nil`, a list for a repeated element), into typed rows (`parse_item`), counts the rows of

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 SECRET = "S3cr3t-Pa55w0rd!"  # must never show up in an error message or a repr
 ENV = {"CM_PASSWORD": SECRET}
 DROP = object()  # as a change: remove the key
-# Every key of design.md's configuration.
+# Every key of the configuration (docs/configuration.md).
 DESIGN_KEYS = [
     "defaults", "interval", "timeout", "per_row", "stale_after", "collectors", "targets", "name", "source",
     "host", "port", "scheme",
@@ -131,7 +131,7 @@ targets:
 
 
 def test_design_example_loads(tmp_path: Path) -> None:
-    # design.md's example, less tls.cert_file/key_file: they belong to transport certificate.
+    # The example of every key, less tls.cert_file/key_file: they belong to transport certificate.
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "cm_password").write_text(SECRET + "\n")
     (tmp_path / "corp-ca.pem").write_text("not checked here\n")

@@ -1,4 +1,4 @@
-"""The package_status collector (SMS_PackageStatus rows -> the core families of design.md) and the
+"""The package_status collector (SMS_PackageStatus rows -> the core families of docs/metrics.md) and the
 shared text-format helpers (exporter/families.py), checked with prometheus_client's parser."""
 
 from __future__ import annotations

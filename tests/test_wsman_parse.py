@@ -1,6 +1,7 @@
-"""exporter.wsman: requests as Windows expects them, replies and faults as Windows sends them.
+"""exporter.winrm (envelopes, pages, faults): requests as Windows expects them, replies and faults
+as Windows sends them.
 
-The fixtures in tests/fixtures/wsman/ are shaped after shared/spec/wsman-wire.md and public
+The fixtures in tests/fixtures/wsman/ are shaped after [MS-WSMV] and public
 captures of Windows WinRM traffic (whitespace between elements added for reading; it changes
 nothing for a namespace-aware parser, which the one-line fixtures also show).
 """

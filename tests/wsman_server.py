@@ -4,7 +4,7 @@ Why: there is no Windows host in CI and no maintained Python WS-Management serve
 exporter's WinRM client must be tested against what Windows really does -- Enumerate/Pull paging
 with a context that changes on every response, ~75 KB pages however large the envelope, NTLM with
 HTTP message encryption, SOAP faults shaped like the WMI plugin's.  This module reproduces that,
-following /work/shared/spec/wsman-wire.md, so real pywinrm (``winrm.protocol.Protocol``) can talk
+following [MS-WSMV] and public captures of Windows replies, so real pywinrm (``winrm.protocol.Protocol``) can talk
 to it over loopback.  It is test code: it serves only 127.0.0.1/::1 and keeps everything in memory.
 
 Quick use::

@@ -119,5 +119,5 @@ def page_rows(
         try:
             result.append(parse_item(item, site))
         except RowError as error:
-            raise row_error(page, index, error) from None
+            raise row_error(page.name(index), error) from None
     return result

@@ -30,7 +30,7 @@ from exporter.collectors.package_status.row import CLASS_NAME
 from exporter.config import TargetConfig
 from exporter.errors import PollError
 from exporter.rows import RowError, item_text
-from exporter.wmi import Item, ItemsPage, Page, Query
+from exporter.wmi import Item, ItemsPage, Page, Query, row_error
 
 Format = Literal["csv", "json"]
 
@@ -125,7 +125,7 @@ def read_items(path: Path, deadline: float, *, default_site: str | None = None) 
         try:
             items.append((where, _item(fields, default_site)))
         except RowError as exc:
-            raise PollError("parse", f"{path} {where}: {exc}") from None
+            raise row_error(f"{path} {where}", exc) from None
     return items
 
 

@@ -2,6 +2,6 @@
 
 `envelopes` (requests built, replies parsed safely), `faults` (SOAP faults and what they mean),
 `pages` (the replies and the readers of their instances), `plan` (what to enumerate), `lanes`
-(enumerations at once), `transport` (pywinrm sessions and their errors) and `source` (the
-`WinRMSource` that puts them together).
+(enumerations at once), `transport` (pywinrm sessions), `errors` (what a failure to talk means)
+and `source` (the `WinRMSource` that puts them together).
 """

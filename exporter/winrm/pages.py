@@ -29,16 +29,7 @@ from exporter.winrm.envelopes import (
     refuse_declarations,
 )
 from exporter.winrm.faults import fault_from_element
-from exporter.wmi import Item, WireItems
-
-# Characters XML 1.0 does not allow in a document (besides tab, LF and CR).
-NOT_XML = "\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff"
-# Text that means itself: no reference to decode, no line end to normalise, and no `>`, so that
-# no `]]>` (forbidden in text) can hide in it.
-PLAIN = f"[^<>&\r{NOT_XML}]*"
-WHITESPACE = " \t\r\n"
-# Bound on the compiled patterns a reader keeps (one per distinct fragment start tag).
-PATTERNS_KEPT = 16
+from exporter.wmi import PATTERNS_KEPT, PLAIN, WHITESPACE, Item, WireItems
 
 _VALUE_WRAPPERS = frozenset({"Datetime", "Interval", "Date", "Time"})
 _ENUM_OR_WSMAN = (NS_ENUMERATION, NS_WSMAN)

@@ -1,6 +1,6 @@
 """pywinrm sessions to one SMS Provider: a connection per enumeration, one request within a
-deadline, resent once on a fresh session if the connection dropped, and every failure that is
-not a SOAP fault mapped to a `PollError` reason with a message an administrator can act on.
+deadline, resent once on a fresh session if the connection dropped (`errors` says which failures
+a resend can cure and what the others mean).
 
 pywinrm carries the requests (`Protocol.send_message()`: authentication, NTLM/Kerberos/CredSSP
 message encryption, fault parsing); `exporter.winrm.envelopes` builds them.
@@ -15,19 +15,18 @@ import ssl
 import time
 from collections.abc import Callable
 
-import requests
 from winrm.exceptions import (
     InvalidCredentialsError,
     WinRMError,
     WinRMOperationTimeoutError,
-    WinRMTransportError,
     WSManFaultError,
 )
 from winrm.protocol import Protocol
 
 from exporter.config import TargetConfig
 from exporter.errors import PollError
-from exporter.winrm.envelopes import MAX_OPERATION_TIMEOUT, Envelope, build_release, clean_text
+from exporter.winrm.envelopes import MAX_OPERATION_TIMEOUT, Envelope, build_release
+from exporter.winrm.errors import connection_dropped, short, transport_error, where
 from exporter.winrm.plan import Connection
 
 log = logging.getLogger("exporter.winrm")
@@ -56,7 +55,7 @@ class Transport:
 
     @property
     def where(self) -> str:
-        return f"{self._target.host}:{self._target.port}"
+        return where(self._target)
 
     def close(self) -> None:
         for protocol in list(self._protocols.values()):
@@ -86,12 +85,12 @@ class Transport:
             except (WSManFaultError, WinRMOperationTimeoutError):
                 raise
             except Exception as exc:
-                if attempt == 1 and _connection_dropped(exc) and time.monotonic() < deadline:
+                if attempt == 1 and connection_dropped(exc) and time.monotonic() < deadline:
                     log.info("connection dropped; resending once",
                              extra={"target": self._target.name, "request": what, "err": short(exc)})
                     protocol.transport.close_session()
                     continue
-                raise self._error(exc, what) from exc
+                raise transport_error(exc, self._target, what) from exc
         raise AssertionError("unreachable")
 
     def release(self, connection: Connection, uri: str, context: str) -> None:
@@ -148,90 +147,7 @@ class Transport:
         except (WinRMError, ValueError) as exc:
             raise PollError("other", f"cannot set up WinRM for {self.where}: {short(exc)}") from None
 
-    # --- errors -----------------------------------------------------------------------------
-
-    def _error(self, exc: Exception, what: str) -> PollError:
-        """The reason and an actionable message for anything but a fault."""
-        where = self.where
-        if isinstance(exc, PollError):
-            return exc
-        if isinstance(exc, InvalidCredentialsError):
-            user = self._target.auth.username or "(certificate)"
-            return PollError("auth", f"{where} rejected the credentials of {user} (HTTP 401, {what})")
-        if isinstance(exc, requests.exceptions.SSLError):
-            return self._tls_error(exc)
-        if isinstance(exc, requests.exceptions.ConnectTimeout):
-            return PollError("timeout", f"connecting to {where} timed out ({what})")
-        if isinstance(exc, requests.exceptions.Timeout):
-            return PollError("timeout", f"{where} did not answer in time ({what})")
-        if isinstance(exc, requests.exceptions.RequestException):
-            return PollError("connection", f"cannot talk to {where}: {short(exc)} ({what})")
-        if isinstance(exc, WinRMTransportError):
-            return _http_error(exc.code, where, what)
-        if isinstance(exc, WinRMError):
-            return PollError("other", f"WinRM error talking to {where}: {short(exc)} ({what})")
-        return PollError("other", f"{type(exc).__name__} talking to {where}: {short(exc)} ({what})")
-
-    def _tls_error(self, exc: Exception) -> PollError:
-        root = _root_cause(exc)
-        if isinstance(root, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
-            detail = getattr(root, "verify_message", None) or "certificate verify failed"
-            return PollError(
-                "connection",
-                f"TLS certificate of {self._target.host} not trusted ({detail}): set tls.ca_file to the CA "
-                "that issued it, or tls.verify: false",
-            )
-        return PollError("connection", f"TLS handshake with {self.where} failed: {short(exc)}")
-
     def scrub(self, text: str) -> str:
         """Defence in depth: server-supplied text could echo the password; never pass it on."""
         password = self._target.auth.password
         return text.replace(password, "********") if password else text
-
-
-def _connection_dropped(exc: Exception) -> bool:
-    """The failures a resend on a new connection can cure (not TLS, not timeouts)."""
-    if isinstance(exc, WinRMTransportError):
-        return exc.code == 400 and not (exc.response_text or "").strip()
-    if isinstance(exc, requests.exceptions.SSLError | requests.exceptions.Timeout):
-        return False
-    return isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.ChunkedEncodingError)
-
-
-def _http_error(status: int, where: str, what: str) -> PollError:
-    if status in (401, 403):
-        return PollError("auth", f"{where} refused access (HTTP {status}, {what})")
-    if status == 400:
-        return PollError(
-            "connection", f"{where} answered HTTP 400 with no body: the connection's session was lost ({what})"
-        )
-    if status in (408, 502, 503, 504):
-        return PollError("connection", f"{where} or a proxy on the way is unavailable (HTTP {status}, {what})")
-    if status == 404:
-        return PollError("other", f"no WS-Management endpoint at {where}/wsman (HTTP 404)")
-    return PollError("other", f"{where} answered HTTP {status} ({what})")
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    """The innermost error under requests/urllib3 wrappers (ConnectionRefusedError, SSL errors...)."""
-    seen: set[int] = set()
-    current = exc
-    while id(current) not in seen:
-        seen.add(id(current))
-        reason = getattr(current, "reason", None)
-        inner = next((arg for arg in current.args if isinstance(arg, BaseException)), None)
-        following = inner or (reason if isinstance(reason, BaseException) else None) or current.__cause__
-        if following is None:
-            break
-        current = following
-    return current
-
-
-def short(exc: BaseException) -> str:
-    """An exception in a few words for a log line or a message: never a whole body."""
-    if isinstance(exc, WinRMTransportError):
-        return f"HTTP {exc.code}" + ("" if (exc.response_text or "").strip() else " with an empty body")
-    root = _root_cause(exc)
-    if isinstance(root, OSError) and root.strerror:
-        return root.strerror
-    return clean_text(str(root) or type(root).__name__)

@@ -31,8 +31,7 @@ from operator import itemgetter
 
 from exporter.collectors.package_status.row import PackageStatusRow, parse_item
 from exporter.rows import RowError, parse_datetime, utc_midnight
-from exporter.winrm.pages import PATTERNS_KEPT, PLAIN, WHITESPACE
-from exporter.wmi import Item, WireItems
+from exporter.wmi import PATTERNS_KEPT, PLAIN, WHITESPACE, Item, WireItems
 
 # Text that may hold anything but markup: read by ElementTree, once per distinct run, which
 # refuses what XML forbids (so the pattern need not look at every character twice).
