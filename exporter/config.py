@@ -1,4 +1,4 @@
-"""The YAML configuration of design.md: typed, validated up front, errors by key path.
+"""The YAML configuration (docs/configuration.md): typed, validated up front, errors by key path.
 
 `load_config(path)` and `parse_config(text)` read the file into the frozen dataclasses below or
 raise `ConfigError` with every problem found, each as `<key path>: <what is wrong, what is
@@ -8,18 +8,25 @@ time. Nothing here keeps state between calls: a reload simply parses again.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, Literal, get_args
 
 from exporter.collectors import CORE, DEFAULTS, SPECS
 from exporter.families import PerRow
-from exporter.yamlfile import YAMLFileError, load_yaml, read_text
+from exporter.validation import (
+    Checker,
+    ValidationError,
+    item_path,
+    key_path,
+    missing,
+    parse_document,
+    read_document,
+    suggest,
+)
 
 Scheme = Literal["https", "http"]
 Transport = Literal["ntlm", "kerberos", "credssp", "basic", "certificate"]
@@ -50,15 +57,11 @@ MIN_RESPONSE_BYTES = 64 * 1024
 MAX_RESPONSE_BYTES = 1024 * 1024 * 1024
 
 
-class ConfigError(Exception):
+class ConfigError(ValidationError):
     """The configuration is wrong. Each message names the key path and what is allowed.
 
     `errors` holds every problem found (the loader reports them all at once, not the first).
     """
-
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("\n".join(errors))
-        self.errors = errors
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ class TargetConfig:
     seed: int | None = None
     # winrm: how many enumerations of SMS_PackageStatus run at once (disjoint PackageID slices).
     parallel_enumerations: int = DEFAULT_PARALLEL_ENUMERATIONS
-    # The enabled collectors of design.md's `collectors:` table; always holds package_status.
+    # The enabled collectors (`collectors:`, exporter.collectors.SPECS); always holds the core one.
     collectors: frozenset[Collector] = DEFAULT_COLLECTORS
     # Limits (issue 5): a poll yielding more rows fails (reason other); a WS-Management reply
     # body larger than this is refused before it is parsed (reason parse).
@@ -172,11 +175,7 @@ def parse_duration(text: str) -> float:
 
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate the configuration file; relative paths in it are taken from its folder."""
-    try:
-        text = read_text(path, "configuration file")
-    except YAMLFileError as exc:
-        raise ConfigError([str(exc)]) from None
-    base_dir = os.path.dirname(os.path.abspath(path))
+    text, base_dir = read_document(path, "configuration file", ConfigError)
     return parse_config(text, base_dir=base_dir, environ=os.environ)
 
 
@@ -186,12 +185,8 @@ def parse_config(text: str, *, base_dir: str | None = None, environ: Mapping[str
     Relative paths (password_file, tls files, file source paths) are taken from `base_dir`, the
     current directory when None; `password_env` is looked up in `environ`, `os.environ` when None.
     """
-    try:
-        data = load_yaml(text)
-    except YAMLFileError as exc:
-        raise ConfigError([str(exc)]) from None
+    data = parse_document(text, ConfigError)
     ctx = _Context(
-        errors=[],
         base_dir=os.path.abspath(base_dir if base_dir is not None else os.getcwd()),
         environ=os.environ if environ is None else environ,
     )
@@ -201,22 +196,14 @@ def parse_config(text: str, *, base_dir: str | None = None, environ: Mapping[str
     return config
 
 
-# --- validation helpers -------------------------------------------------------------------------
+# --- one parse --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _Context:
-    """What one parse needs: where errors go, where relative paths start, where env vars are."""
+class _Context(Checker):
+    """One parse: the validation kit's checker, and where password_env looks variables up."""
 
-    errors: list[str]
-    base_dir: str
-    environ: Mapping[str, str]
-
-    def error(self, path: str, message: str) -> None:
-        self.errors.append(f"{path}: {message}")
-
-    def resolve(self, path: str) -> str:
-        return os.path.normpath(os.path.join(self.base_dir, path))
+    environ: Mapping[str, str] = field(kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -226,130 +213,13 @@ class _Duration:
     origin: str  # the key path it was set at, or "the default"
 
 
-_T = TypeVar("_T", bound=str)
-
-
-def _join(prefix: str, key: str) -> str:
-    return f"{prefix}.{key}" if prefix else key
-
-
-def _kind(value: object) -> str:
-    """The YAML type of a value, for messages that must not show the value itself."""
-    if value is None:
-        return "null"
-    kinds: tuple[tuple[type, str], ...] = (
-        (bool, "true/false"), (int, "an integer"), (float, "a number"), (str, "a string"),
-        (list, "a list"), (dict, "a mapping"), (date, "a date"), (bytes, "binary data"), (set, "a set"),
-    )  # fmt: skip
-    return next((name for kind, name in kinds if isinstance(value, kind)), type(value).__name__)
-
-
-def _show(value: object) -> str:
-    """A value as an error message shows it: short scalars as written, others by their kind."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float | str):
-        shown = repr(value)
-        if len(shown) > 60:
-            shown = shown[:56] + ("...'" if isinstance(value, str) else "...")
-        return shown
-    return _kind(value)
-
-
-def _suggest(word: object, choices: tuple[str, ...]) -> str:
-    if not isinstance(word, str):
-        return ""
-    by_lower = {choice.lower(): choice for choice in choices}  # so that HTTPS suggests https
-    close = difflib.get_close_matches(word.lower(), by_lower, n=1)
-    return f"; did you mean {by_lower[close[0]]!r}?" if close else ""
-
-
-def _check_keys(
-    ctx: _Context,
-    section: dict[Any, Any],
-    prefix: str,
-    allowed: tuple[str, ...],
-    elsewhere: Mapping[str, str] | None = None,
-) -> None:
-    """Report keys not in `allowed`; `elsewhere` explains keys that are known but misplaced."""
-    known = allowed + tuple(elsewhere or {})
-    for key in section:
-        if key in allowed:
-            continue
-        if elsewhere and key in elsewhere:
-            ctx.error(_join(prefix, key), elsewhere[key])
-        elif isinstance(key, str):
-            ctx.error(
-                _join(prefix, key),
-                f"unknown key; allowed: {', '.join(allowed)}{_suggest(key, known)}",
-            )
-        else:
-            ctx.error(prefix or "top level", f"key {_show(key)} is not a string; allowed: {', '.join(allowed)}")
-
-
-def _section(ctx: _Context, value: Any, path: str, what: str) -> dict[Any, Any] | None:
-    """An optional mapping: null counts as empty (a key whose children are all commented out)."""
-    if value is None:
-        return {}
-    if isinstance(value, dict):
-        return value
-    ctx.error(path, f"must be a mapping of {what} (got {_kind(value)})")  # kind only: `auth: <password>`
-    return None
-
-
-def _missing(section: dict[Any, Any], key: str) -> bool:
-    return section.get(key) is None
-
-
-def _string(ctx: _Context, section: dict[Any, Any], key: str, prefix: str) -> str | None:
-    value = section.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or value == "":
-        ctx.error(_join(prefix, key), f"must be a non-empty string (got {_show(value)})")
-        return None
-    return value
-
-
-def _integer(ctx: _Context, section: dict[Any, Any], key: str, prefix: str, low: int, high: int) -> int | None:
-    value = section.get(key)
-    if value is None:
-        return None
-    # bool is an int in Python; `port: true` is a mistake, not port 1.
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        ctx.error(_join(prefix, key), f"must be an integer from {low} to {high} (got {_show(value)})")
-        return None
-    return value
-
-
-def _boolean(ctx: _Context, section: dict[Any, Any], key: str, prefix: str) -> bool | None:
-    value = section.get(key)
-    if value is None or isinstance(value, bool):
-        return value
-    ctx.error(_join(prefix, key), f"must be true or false (got {_show(value)})")
-    return None
-
-
-def _choice(ctx: _Context, section: dict[Any, Any], key: str, prefix: str, choices: tuple[_T, ...]) -> _T | None:
-    value = section.get(key)
-    if value is None:
-        return None
-    found = next((choice for choice in choices if choice == value), None)
-    if found is None:
-        ctx.error(
-            _join(prefix, key),
-            f"must be one of {', '.join(choices)} (got {_show(value)}){_suggest(value, choices)}",
-        )
-    return found
-
-
 def _duration(ctx: _Context, section: dict[Any, Any], key: str, prefix: str) -> _Duration | None:
     value = section.get(key)
     if value is None:
         return None
-    path = _join(prefix, key)
+    path = key_path(prefix, key)
     if isinstance(value, bool) or not isinstance(value, str | int):  # int: `interval: 300`
-        ctx.error(path, f"must be a duration such as 30s, 5m or 1h30m (got {_show(value)})")
+        ctx.error(path, f"must be a duration such as 30s, 5m or 1h30m (got {ctx.show(value)})")
         return None
     if isinstance(value, int):
         ctx.error(path, f"{value} has no unit; write {value}s for seconds (a duration such as 30s, 5m or 1h30m)")
@@ -360,19 +230,6 @@ def _duration(ctx: _Context, section: dict[Any, Any], key: str, prefix: str) -> 
     except ValueError as exc:
         ctx.error(path, str(exc))
         return None
-
-
-def _existing_file(ctx: _Context, section: dict[Any, Any], key: str, prefix: str) -> str | None:
-    """A path that must name a readable file now (certificates, CA bundles): resolved, absolute."""
-    given = _string(ctx, section, key, prefix)
-    if given is None:
-        return None
-    path = ctx.resolve(given)
-    if not os.path.isfile(path):
-        ctx.error(_join(prefix, key), f"{path} does not exist or is not a file")
-    elif not os.access(path, os.R_OK):
-        ctx.error(_join(prefix, key), f"{path} is not readable by this process")
-    return path
 
 
 # --- the sections -------------------------------------------------------------------------------
@@ -423,10 +280,10 @@ def _config(ctx: _Context, data: Any) -> Config | None:
         ctx.error("top level", "the configuration is empty; it needs at least a `targets:` list")
         return None
     if not isinstance(data, dict):
-        ctx.error("top level", f"must be a mapping with keys defaults and targets (got {_show(data)})")
+        ctx.error("top level", f"must be a mapping with keys defaults and targets (got {ctx.show(data)})")
         return None
     misplaced = {key: "not a top-level key; put it under defaults: or on a target" for key in _DEFAULT_KEYS}
-    _check_keys(ctx, data, "", _TOP_KEYS, misplaced)
+    ctx.keys(data, "", _TOP_KEYS, misplaced=misplaced)
     defaults = _defaults(ctx, data.get("defaults"))
     targets = _targets(ctx, data, defaults)
     return Config(targets=targets) if targets is not None else None
@@ -435,10 +292,10 @@ def _config(ctx: _Context, data: Any) -> Config | None:
 def _defaults(ctx: _Context, value: Any) -> _Defaults | None:
     """The defaults: block over the built-in defaults; None when it is wrong (errors recorded)."""
     before = len(ctx.errors)
-    section = _section(ctx, value, "defaults", "settings every target inherits")
+    section = ctx.section(value, "defaults", "settings every target inherits")
     if section is None:
         return None
-    _check_keys(ctx, section, "defaults", _DEFAULT_KEYS)
+    ctx.keys(section, "defaults", _DEFAULT_KEYS)
     defaults = _inherit(ctx, section, "defaults", _Defaults())
     if len(ctx.errors) == before:
         _check_timing(ctx, defaults, "defaults")
@@ -447,19 +304,19 @@ def _defaults(ctx: _Context, value: Any) -> _Defaults | None:
 
 def _inherit(ctx: _Context, section: dict[Any, Any], prefix: str, parent: _Defaults) -> _Defaults:
     """The settings of `section` on top of `parent`'s (built-in defaults, or the defaults: block)."""
-    collectors = _collectors(ctx, section.get("collectors"), _join(prefix, "collectors"))
+    collectors = _collectors(ctx, section.get("collectors"), key_path(prefix, "collectors"))
     return _Defaults(
         interval=_duration(ctx, section, "interval", prefix) or parent.interval,
         timeout=_duration(ctx, section, "timeout", prefix) or parent.timeout,
-        per_row=_choice(ctx, section, "per_row", prefix, PER_ROWS) or parent.per_row,
+        per_row=ctx.choice(section, "per_row", prefix, PER_ROWS) or parent.per_row,
         stale_after=_duration(ctx, section, "stale_after", prefix) or parent.stale_after,
-        parallel_enumerations=_integer(ctx, section, "parallel_enumerations", prefix, 1, MAX_PARALLEL_ENUMERATIONS)
+        parallel_enumerations=ctx.integer(section, "parallel_enumerations", prefix, 1, MAX_PARALLEL_ENUMERATIONS)
         or parent.parallel_enumerations,
-        max_rows=_integer(ctx, section, "max_rows", prefix, 1, MAX_MAX_ROWS) or parent.max_rows,
-        max_response_bytes=_integer(ctx, section, "max_response_bytes", prefix, MIN_RESPONSE_BYTES,
-                                    MAX_RESPONSE_BYTES) or parent.max_response_bytes,
+        max_rows=ctx.integer(section, "max_rows", prefix, 1, MAX_MAX_ROWS) or parent.max_rows,
+        max_response_bytes=ctx.integer(section, "max_response_bytes", prefix, MIN_RESPONSE_BYTES, MAX_RESPONSE_BYTES)
+        or parent.max_response_bytes,
         collectors=parent.collectors if collectors is None else collectors,
-        collectors_origin=parent.collectors_origin if collectors is None else _join(prefix, "collectors"),
+        collectors_origin=parent.collectors_origin if collectors is None else key_path(prefix, "collectors"),
     )
 
 
@@ -472,15 +329,20 @@ def _collectors(ctx: _Context, value: Any, path: str) -> frozenset[Collector] | 
     if value is None:
         return None
     if not isinstance(value, list):
-        ctx.error(path, f"must be a list of collector names such as [package_info, dp_info] (got {_kind(value)}); "
-                        f"allowed: {', '.join(COLLECTORS)}")
+        ctx.error(
+            path,
+            f"must be a list of collector names such as [package_info, dp_info] (got {ctx.kind(value)}); "
+            f"allowed: {', '.join(COLLECTORS)}",
+        )
         return None
     chosen: set[Collector] = {CORE}
     for index, name in enumerate(value):
         found = next((collector for collector in COLLECTORS if collector == name), None)
         if found is None:
-            ctx.error(f"{path}[{index}]", f"unknown collector {_show(name)}; allowed: {', '.join(COLLECTORS)}"
-                                          f"{_suggest(name, COLLECTORS)}")
+            ctx.error(
+                item_path(path, index),
+                f"unknown collector {ctx.show(name)}; allowed: {', '.join(COLLECTORS)}{suggest(name, COLLECTORS)}",
+            )
         else:
             chosen.add(found)
     return frozenset(chosen)
@@ -526,12 +388,12 @@ def _targets(ctx: _Context, data: dict[Any, Any], defaults: _Defaults | None) ->
         ctx.error("targets", "required: a list of the SMS Providers (or files, or demo sites) to poll")
         return None
     if not isinstance(value, list):
-        ctx.error("targets", f"must be a list of targets (got {_show(value)})")
+        ctx.error("targets", f"must be a list of targets (got {ctx.show(value)})")
         return None
     if not value:
         ctx.error("targets", "at least one target is required (got an empty list)")
         return None
-    built = [_target(ctx, item, f"targets[{index}]", defaults) for index, item in enumerate(value)]
+    built = [_target(ctx, item, item_path("targets", index), defaults) for index, item in enumerate(value)]
     _check_unique_names(ctx, value)
     targets = tuple(target for target in built if target is not None)
     return targets if len(targets) == len(built) else None
@@ -544,7 +406,8 @@ def _check_unique_names(ctx: _Context, items: list[Any]) -> None:
         if not isinstance(name, str):
             continue
         if name in first:
-            ctx.error(f"targets[{index}].name", f"duplicate target name {name!r} (also targets[{first[name]}])")
+            where = key_path(item_path("targets", index), "name")
+            ctx.error(where, f"duplicate target name {name!r} (also targets[{first[name]}])")
         else:
             first[name] = index
 
@@ -552,7 +415,7 @@ def _check_unique_names(ctx: _Context, items: list[Any]) -> None:
 def _target(ctx: _Context, value: Any, prefix: str, defaults: _Defaults | None) -> TargetConfig | None:
     """One target, or None when it is wrong; every problem in it is recorded either way."""
     if not isinstance(value, dict):
-        ctx.error(prefix, f"must be a mapping with at least name and source (got {_show(value)})")
+        ctx.error(prefix, f"must be a mapping with at least name and source (got {ctx.show(value)})")
         return None
     before = len(ctx.errors)
     source = _target_keys(ctx, value, prefix)
@@ -599,12 +462,12 @@ def _source_collectors(ctx: _Context, source: SourceKind, settings: _Defaults, p
 
 def _target_keys(ctx: _Context, value: dict[Any, Any], prefix: str) -> SourceKind | None:
     """The target's source, after checking that every key belongs to it."""
-    if _missing(value, "source"):
-        ctx.error(_join(prefix, "source"), f"required: one of {', '.join(SOURCE_KINDS)}")
-    source = _choice(ctx, value, "source", prefix, SOURCE_KINDS)
+    if missing(value, "source"):
+        ctx.error(key_path(prefix, "source"), f"required: one of {', '.join(SOURCE_KINDS)}")
+    source = ctx.choice(value, "source", prefix, SOURCE_KINDS)
     if source is None:  # unknown source: accept the keys of any source, report only strangers
         every = tuple(key for keys in _SOURCE_KEYS.values() for key in keys)
-        _check_keys(ctx, value, prefix, _COMMON_KEYS + every)
+        ctx.keys(value, prefix, _COMMON_KEYS + every)
         return None
     elsewhere = {
         key: f"belongs to source {other}, not to this target's source {source}"
@@ -612,13 +475,13 @@ def _target_keys(ctx: _Context, value: dict[Any, Any], prefix: str) -> SourceKin
         if other != source
         for key in keys
     }
-    _check_keys(ctx, value, prefix, _COMMON_KEYS + _SOURCE_KEYS[source], elsewhere)
+    ctx.keys(value, prefix, _COMMON_KEYS + _SOURCE_KEYS[source], misplaced=elsewhere)
     return source
 
 
 def _target_name(ctx: _Context, value: dict[Any, Any], prefix: str) -> str | None:
     name = value.get("name")
-    path = _join(prefix, "name")
+    path = key_path(prefix, "name")
     if name is None:
         ctx.error(path, "required: a unique name, used as the target label and in /probe?target=")
         return None
@@ -626,7 +489,7 @@ def _target_name(ctx: _Context, value: dict[Any, Any], prefix: str) -> str | Non
         ctx.error(
             path,
             "must be 1 to 64 letters, digits, '_', '-' or '.', as it is the target label and goes "
-            f"in /probe?target= (got {_show(name)})",
+            f"in /probe?target= (got {ctx.show(name)})",
         )
         return None
     return name
@@ -639,19 +502,19 @@ def _site_code(ctx: _Context, value: dict[Any, Any], prefix: str) -> str | None:
     if not isinstance(code, str) or not _SITE_CODE_RE.fullmatch(code):
         hint = "; quote it so YAML keeps it as written" if isinstance(code, int) else ""
         ctx.error(
-            _join(prefix, "site_code"),
-            f"must be 3 letters or digits, such as ABC or P01 (got {_show(code)}){hint}",
+            key_path(prefix, "site_code"),
+            f"must be 3 letters or digits, such as ABC or P01 (got {ctx.show(code)}){hint}",
         )
         return None
     return code.upper()
 
 
 def _file_target(ctx: _Context, value: dict[Any, Any], prefix: str, base: TargetConfig) -> TargetConfig:
-    if _missing(value, "path"):
-        ctx.error(_join(prefix, "path"), "required for source file: the exported CSV or JSON file")
-    given = _string(ctx, value, "path", prefix)
+    if missing(value, "path"):
+        ctx.error(key_path(prefix, "path"), "required for source file: the exported CSV or JSON file")
+    given = ctx.string(value, "path", prefix)
     if given is not None and "\0" in given:
-        ctx.error(_join(prefix, "path"), "must not contain a NUL character")
+        ctx.error(key_path(prefix, "path"), "must not contain a NUL character")
         given = None
     # The file need not exist yet: a scheduled export on Windows may write it after the exporter
     # starts. Until then each poll fails (sccm_up 0) and the exporter keeps serving.
@@ -659,11 +522,11 @@ def _file_target(ctx: _Context, value: dict[Any, Any], prefix: str, base: Target
 
 
 def _demo_target(ctx: _Context, value: dict[Any, Any], prefix: str, base: TargetConfig) -> TargetConfig:
-    packages = _integer(ctx, value, "packages", prefix, 1, 100_000)
-    servers = _integer(ctx, value, "servers", prefix, 1, 10_000)
+    packages = ctx.integer(value, "packages", prefix, 1, 100_000)
+    servers = ctx.integer(value, "servers", prefix, 1, 10_000)
     seed = value.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        ctx.error(_join(prefix, "seed"), f"must be an integer (got {_show(seed)})")
+        ctx.error(key_path(prefix, "seed"), f"must be an integer (got {ctx.show(seed)})")
         seed = None
     return replace(base, packages=packages or base.packages, servers=servers or base.servers, seed=seed)
 
@@ -673,10 +536,10 @@ def _demo_target(ctx: _Context, value: dict[Any, Any], prefix: str, base: Target
 
 def _winrm_target(ctx: _Context, value: dict[Any, Any], prefix: str, base: TargetConfig) -> TargetConfig:
     host = _host(ctx, value, prefix)
-    scheme = _choice(ctx, value, "scheme", prefix, SCHEMES) or "https"
-    port = _integer(ctx, value, "port", prefix, 1, 65535) or (5986 if scheme == "https" else 5985)
-    auth = _auth(ctx, value.get("auth"), _join(prefix, "auth"), scheme)
-    tls = _tls(ctx, value.get("tls"), _join(prefix, "tls"), scheme, auth.transport if auth else None)
+    scheme = ctx.choice(value, "scheme", prefix, SCHEMES) or "https"
+    port = ctx.integer(value, "port", prefix, 1, 65535) or (5986 if scheme == "https" else 5985)
+    auth = _auth(ctx, value.get("auth"), key_path(prefix, "auth"), scheme)
+    tls = _tls(ctx, value.get("tls"), key_path(prefix, "tls"), scheme, auth.transport if auth else None)
     return replace(
         base,
         host=host,
@@ -688,18 +551,18 @@ def _winrm_target(ctx: _Context, value: dict[Any, Any], prefix: str, base: Targe
 
 
 def _host(ctx: _Context, value: dict[Any, Any], prefix: str) -> str | None:
-    path = _join(prefix, "host")
-    if _missing(value, "host"):
+    path = key_path(prefix, "host")
+    if missing(value, "host"):
         ctx.error(path, "required for source winrm: the SMS Provider's host name or IP address")
         return None
-    host = _string(ctx, value, "host", prefix)
+    host = ctx.string(value, "host", prefix)
     if host is None:
         return None
     bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if "/" in host or any(c.isspace() for c in host):
-        ctx.error(path, f"must be a host name or IP address only; set scheme and port apart (got {_show(host)})")
+        ctx.error(path, f"must be a host name or IP address only; set scheme and port apart (got {ctx.show(host)})")
     elif ":" in bare and not _is_ipv6(bare):
-        ctx.error(path, f"must be a host name or IP address only; put the port in port (got {_show(host)})")
+        ctx.error(path, f"must be a host name or IP address only; put the port in port (got {ctx.show(host)})")
     return bare  # an IPv6 literal without brackets; TargetConfig.endpoint adds them
 
 
@@ -718,15 +581,15 @@ def _auth(ctx: _Context, value: Any, path: str, scheme: Scheme) -> AuthConfig | 
             path, f"required for source winrm: a mapping with transport ({transports}) and the credentials it needs"
         )
         return None
-    section = _section(ctx, value, path, "transport and credentials")
+    section = ctx.section(value, path, "transport and credentials")
     if section is None:
         return None
-    _check_keys(ctx, section, path, _AUTH_KEYS)
-    if _missing(section, "transport"):
-        ctx.error(_join(path, "transport"), f"required: one of {', '.join(TRANSPORTS)}")
-    transport = _choice(ctx, section, "transport", path, TRANSPORTS)
-    encryption = _choice(ctx, section, "message_encryption", path, ENCRYPTIONS) or "auto"
-    allow_unencrypted = _boolean(ctx, section, "allow_unencrypted", path) or False
+    ctx.keys(section, path, _AUTH_KEYS)
+    if missing(section, "transport"):
+        ctx.error(key_path(path, "transport"), f"required: one of {', '.join(TRANSPORTS)}")
+    transport = ctx.choice(section, "transport", path, TRANSPORTS)
+    encryption = ctx.choice(section, "message_encryption", path, ENCRYPTIONS) or "auto"
+    allow_unencrypted = ctx.boolean(section, "allow_unencrypted", path, default=False)
     if transport is not None:
         _check_transport(ctx, path, transport, scheme, encryption, allow_unencrypted)
     username = _username(ctx, section, path, transport)
@@ -747,31 +610,31 @@ def _check_transport(
 ) -> None:
     if transport == "basic" and scheme == "http" and not allow:
         ctx.error(
-            _join(path, "transport"),
+            key_path(path, "transport"),
             "basic over scheme http is refused: the password would cross the network in clear "
             "(basic has no message encryption); use scheme https, or set auth.allow_unencrypted: true "
             "to accept that",
         )
     if transport == "certificate" and scheme != "https":
-        ctx.error(_join(path, "transport"), "certificate needs scheme https (the certificate is a TLS one)")
+        ctx.error(key_path(path, "transport"), "certificate needs scheme https (the certificate is a TLS one)")
     if encryption == "always" and transport in ("basic", "certificate"):
         ctx.error(
-            _join(path, "message_encryption"),
+            key_path(path, "message_encryption"),
             f"always is only possible with ntlm, kerberos or credssp; {transport} has no message "
             "encryption (use scheme https, and auto or never)",
         )
 
 
 def _username(ctx: _Context, section: dict[Any, Any], path: str, transport: Transport | None) -> str | None:
-    username = _string(ctx, section, "username", path)
+    username = ctx.string(section, "username", path)
     if transport == "certificate" and username is not None:
         ctx.error(
-            _join(path, "username"),
+            key_path(path, "username"),
             "not used with transport certificate (the server maps the client certificate to a user)",
         )
     needs_username = transport in ("ntlm", "credssp", "basic")
-    if needs_username and _missing(section, "username"):
-        ctx.error(_join(path, "username"), f"required for transport {transport}, such as CORP\\svc-cm-exporter")
+    if needs_username and missing(section, "username"):
+        ctx.error(key_path(path, "username"), f"required for transport {transport}, such as CORP\\svc-cm-exporter")
     return username
 
 
@@ -783,7 +646,7 @@ def _password(
     Values of these keys are never shown in a message, not even the file name or variable name:
     a password pasted under the wrong key would otherwise be printed to the log.
     """
-    given = [key for key in _PASSWORD_KEYS if not _missing(section, key)]
+    given = [key for key in _PASSWORD_KEYS if not missing(section, key)]
     if len(given) > 1:
         ctx.error(path, f"set only one of password_file, password_env, password (got {' and '.join(given)})")
         return None
@@ -793,29 +656,29 @@ def _password(
         return None
     key = given[0]
     if transport == "certificate":
-        ctx.error(_join(path, key), "not used with transport certificate (it signs in with tls.cert_file)")
+        ctx.error(key_path(path, key), "not used with transport certificate (it signs in with tls.cert_file)")
         return None
     if transport == "kerberos" and username is None:
-        ctx.error(_join(path, key), "kerberos uses a password only together with auth.username")
+        ctx.error(key_path(path, key), "kerberos uses a password only together with auth.username")
         return None
     readers = {"password_file": _password_from_file, "password_env": _password_from_env, "password": _inline}
-    return readers[key](ctx, section[key], _join(path, key))
+    return readers[key](ctx, section[key], key_path(path, key))
 
 
-def _secret_kind(value: object) -> str:
-    return "an empty string" if value == "" else _kind(value)
+def _secret_kind(ctx: _Context, value: object) -> str:
+    return "an empty string" if value == "" else ctx.kind(value)
 
 
 def _inline(ctx: _Context, value: Any, path: str) -> str | None:
     if not isinstance(value, str) or value == "":
-        ctx.error(path, f"must be a non-empty string (got {_secret_kind(value)}); put it in quotes")
+        ctx.error(path, f"must be a non-empty string (got {_secret_kind(ctx, value)}); put it in quotes")
         return None
     return value
 
 
 def _password_from_env(ctx: _Context, value: Any, path: str) -> str | None:
     if not isinstance(value, str) or value == "":
-        ctx.error(path, f"must be the name of an environment variable (got {_secret_kind(value)})")
+        ctx.error(path, f"must be the name of an environment variable (got {_secret_kind(ctx, value)})")
         return None
     try:
         password = ctx.environ.get(value)
@@ -830,7 +693,7 @@ def _password_from_env(ctx: _Context, value: Any, path: str) -> str | None:
 
 def _password_from_file(ctx: _Context, value: Any, path: str) -> str | None:
     if not isinstance(value, str) or value == "":
-        ctx.error(path, f"must be the path of a file holding the password (got {_secret_kind(value)})")
+        ctx.error(path, f"must be the path of a file holding the password (got {_secret_kind(ctx, value)})")
         return None
     file = ctx.resolve(value)
     if not os.path.isfile(file):  # also keeps a FIFO from blocking the load forever
@@ -859,18 +722,18 @@ def _password_from_file(ctx: _Context, value: Any, path: str) -> str | None:
 
 
 def _tls(ctx: _Context, value: Any, path: str, scheme: Scheme, transport: Transport | None) -> TLSConfig | None:
-    section = _section(ctx, value, path, "TLS settings")
+    section = ctx.section(value, path, "TLS settings")
     if section is None:
         return None
-    _check_keys(ctx, section, path, _TLS_KEYS)
+    ctx.keys(section, path, _TLS_KEYS)
     if section and scheme == "http":
         ctx.error(path, "only used with scheme https (this target uses http)")
         return None
     tls = TLSConfig(
-        verify=_boolean(ctx, section, "verify", path) is not False,  # verification stays on unless refused
-        ca_file=_existing_file(ctx, section, "ca_file", path),
-        cert_file=_existing_file(ctx, section, "cert_file", path),
-        key_file=_existing_file(ctx, section, "key_file", path),
+        verify=ctx.boolean(section, "verify", path, default=True),  # verification stays on unless refused
+        ca_file=ctx.existing_file(section, "ca_file", path),
+        cert_file=ctx.existing_file(section, "cert_file", path),
+        key_file=ctx.existing_file(section, "key_file", path),
     )
     _check_client_certificate(ctx, section, path, transport)
     return tls
@@ -878,10 +741,10 @@ def _tls(ctx: _Context, value: Any, path: str, scheme: Scheme, transport: Transp
 
 def _check_client_certificate(ctx: _Context, section: dict[Any, Any], path: str, transport: Transport | None) -> None:
     for key in ("cert_file", "key_file"):
-        if transport == "certificate" and _missing(section, key):
-            ctx.error(_join(path, key), "required for auth.transport certificate (PEM file)")
-        elif transport not in ("certificate", None) and not _missing(section, key):
+        if transport == "certificate" and missing(section, key):
+            ctx.error(key_path(path, key), "required for auth.transport certificate (PEM file)")
+        elif transport not in ("certificate", None) and not missing(section, key):
             ctx.error(
-                _join(path, key),
+                key_path(path, key),
                 f"only used with auth.transport certificate (this target uses {transport})",
             )

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import difflib
 import hmac
 import ipaddress
 import os
@@ -44,7 +43,16 @@ from typing import Any, Final, Literal, get_args
 
 import bcrypt
 
-from exporter.yamlfile import YAMLFileError, load_yaml, read_text
+from exporter.validation import (
+    Checker,
+    Style,
+    ValidationError,
+    key_path,
+    missing,
+    parse_document,
+    read_document,
+    suggest,
+)
 
 ClientAuthType = Literal[
     "NoClientCert", "RequestClientCert", "RequireAnyClientCert", "VerifyClientCertIfGiven", "RequireAndVerifyClientCert"
@@ -133,17 +141,16 @@ _TLS_UNSUPPORTED = MappingProxyType(
         "ca_file": "unknown key; the CA certificates for client certificates go in client_ca_file",
     }
 )
+# How this file's messages have always shown values and keys (exporter/validation.py's Style says
+# how that differs from the main configuration's); kept so that no message changes.
+_STYLE = Style(clip_quoted=False, kind_names=False, string_keys=False)
 _VERIFYING: tuple[ClientAuthType, ...] = ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert")
 # `$2a$`, `$2b$` or `$2y$`, a two-digit cost from 04 to 31, then 22 characters of salt and 31 of hash.
 _BCRYPT_RE = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 
 
-class WebConfigError(Exception):
+class WebConfigError(ValidationError):
     """The web configuration is wrong; `errors` holds every problem, each naming its key path."""
-
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("\n".join(errors))
-        self.errors = errors
 
 
 class ClientRejectedError(ConnectionError):
@@ -311,25 +318,19 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     """Read and validate the web configuration file; relative file names are taken from its folder."""
-    try:
-        text = read_text(path, "web configuration file")
-    except YAMLFileError as exc:
-        raise WebConfigError([str(exc)]) from None
-    return parse_web_config(text, os.path.dirname(os.path.abspath(path)))
+    text, base_dir = read_document(path, "web configuration file", WebConfigError)
+    return parse_web_config(text, base_dir)
 
 
 def parse_web_config(text: str, base_dir: str | os.PathLike[str]) -> WebConfig:
     """Validate web configuration text; an empty text means plain HTTP without authentication."""
-    try:
-        data = load_yaml(text)
-    except YAMLFileError as exc:
-        raise WebConfigError([str(exc)]) from None
-    check = _Check(errors=[], base_dir=os.path.abspath(base_dir))
+    data = parse_document(text, WebConfigError)
+    check = Checker(base_dir=os.path.abspath(base_dir), style=_STYLE)
     if data is None:
         return WebConfig()
     if not isinstance(data, dict):
-        raise WebConfigError([f"top level: must be a mapping of {', '.join(_TOP_KEYS)} (got {_show(data)})"])
-    check.keys(data, "", _TOP_KEYS, _TOP_UNSUPPORTED)
+        raise WebConfigError([f"top level: must be a mapping of {', '.join(_TOP_KEYS)} (got {check.show(data)})"])
+    check.keys(data, "", _TOP_KEYS, refused=_TOP_UNSUPPORTED)
     context, sans = _tls(check, data.get("tls_server_config"))
     headers = _http(check, data.get("http_server_config"))
     users = _users(check, data.get("basic_auth_users"))
@@ -341,116 +342,6 @@ def parse_web_config(text: str, base_dir: str | os.PathLike[str]) -> WebConfig:
         headers=MappingProxyType(headers),
         client_allowed_sans=sans,
     )
-
-
-# --- validation ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Check:
-    """One parse: where errors go and where relative file names start."""
-
-    errors: list[str]
-    base_dir: str
-
-    def error(self, path: str, message: str) -> None:
-        self.errors.append(f"{path}: {message}")
-
-    def keys(self, section: dict[Any, Any], prefix: str, allowed: tuple[str, ...], known: Mapping[str, str]) -> None:
-        for key in section:
-            path = f"{prefix}.{key}" if prefix else str(key)
-            if key in allowed:
-                continue
-            if key in known:
-                self.error(path, known[key])
-            else:
-                self.error(path, f"unknown key; allowed: {', '.join(allowed)}{_suggest(key, allowed)}")
-
-    def section(self, value: Any, path: str) -> dict[Any, Any] | None:
-        if value is None:
-            return {}  # a key whose children are all commented out
-        if isinstance(value, dict):
-            return value
-        self.error(path, f"must be a mapping (got {_show(value)})")
-        return None
-
-    def string(self, section: dict[Any, Any], key: str, prefix: str) -> str | None:
-        value = section.get(key)
-        if value is not None and (not isinstance(value, str) or value == ""):
-            self.error(f"{prefix}.{key}", f"must be a non-empty string (got {_show(value)})")
-            return None
-        return value
-
-    def choice(self, section: dict[Any, Any], key: str, prefix: str, choices: tuple[str, ...]) -> str | None:
-        value = section.get(key)
-        if value is None or value in choices:
-            return value
-        message = f"must be one of {', '.join(choices)} (got {_show(value)}){_suggest(value, choices)}"
-        self.error(f"{prefix}.{key}", message)
-        return None
-
-    def boolean(self, section: dict[Any, Any], key: str, prefix: str, default: bool) -> bool:
-        value = section.get(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            self.error(f"{prefix}.{key}", f"must be true or false (got {_show(value)})")
-            return default
-        return value
-
-    def names(self, section: dict[Any, Any], key: str, prefix: str, allowed: Mapping[str, Any] | None) -> list[str]:
-        """A list of strings; with `allowed`, each must be one of its keys."""
-        value = section.get(key)
-        path = f"{prefix}.{key}"
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            self.error(path, f"must be a list (got {_show(value)})")
-            return []
-        good = []
-        for index, item in enumerate(value):
-            if not isinstance(item, str) or item == "":
-                self.error(f"{path}[{index}]", f"must be a non-empty string (got {_show(item)})")
-            elif allowed is not None and item not in allowed:
-                choices = tuple(allowed)
-                self.error(
-                    f"{path}[{index}]",
-                    f"must be one of {', '.join(choices)} (got {_show(item)}){_suggest(item, choices)}",
-                )
-            else:
-                good.append(item)
-        return good
-
-    def readable(self, path: str, key_path: str) -> bool:
-        try:
-            with open(path, "rb"):
-                return True
-        except OSError as exc:
-            self.error(key_path, f"cannot read {path}: {exc.strerror}")
-            return False
-
-
-def _show(value: object) -> str:
-    """A value as an error message shows it: short strings and numbers as written, others by type."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return repr(value if len(value) <= 60 else value[:57] + "...")
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return "null" if value is None else type(value).__name__
-
-
-def _suggest(word: object, choices: tuple[str, ...]) -> str:
-    if not isinstance(word, str):
-        return ""
-    by_lower = {choice.lower(): choice for choice in choices}  # so that requireandverify... finds its case
-    close = difflib.get_close_matches(word.lower(), by_lower, n=1)
-    return f"; did you mean {by_lower[close[0]]!r}?" if close else ""
 
 
 # --- tls_server_config --------------------------------------------------------------------------
@@ -470,11 +361,11 @@ class _TLS:
     allowed_sans: tuple[str, ...]
 
 
-def _tls(check: _Check, value: Any) -> tuple[ssl.SSLContext | None, tuple[str, ...]]:
+def _tls(check: Checker, value: Any) -> tuple[ssl.SSLContext | None, tuple[str, ...]]:
     section = check.section(value, "tls_server_config")
     if not section:
         return None, ()
-    check.keys(section, "tls_server_config", _TLS_KEYS, _TLS_UNSUPPORTED)
+    check.keys(section, "tls_server_config", _TLS_KEYS, refused=_TLS_UNSUPPORTED)
     if all(item is None for item in section.values()):
         return None, ()  # every key left empty: as if commented out, which is what exporter-toolkit does
     settings = _tls_settings(check, section)
@@ -483,14 +374,14 @@ def _tls(check: _Check, value: Any) -> tuple[ssl.SSLContext | None, tuple[str, .
     return _tls_context(check, settings), settings.allowed_sans
 
 
-def _tls_settings(check: _Check, section: dict[Any, Any]) -> _TLS | None:
+def _tls_settings(check: Checker, section: dict[Any, Any]) -> _TLS | None:
     prefix = "tls_server_config"
     cert_file = check.string(section, "cert_file", prefix)
     key_file = check.string(section, "key_file", prefix)
     for key, found in (("cert_file", cert_file), ("key_file", key_file)):
-        if found is None and section.get(key) is None:
+        if found is None and missing(section, key):
             # exporter-toolkit would fall back to plain HTTP here; saying so beats a silent surprise.
-            check.error(f"{prefix}.{key}", "required when tls_server_config sets anything (else HTTP is served)")
+            check.error(key_path(prefix, key), "required when tls_server_config sets anything (else HTTP is served)")
     client_auth = _client_auth(check, section)
     client_ca_file = _client_ca_file(check, section, client_auth)
     sans = _allowed_sans(check, section, client_auth)
@@ -500,6 +391,7 @@ def _tls_settings(check: _Check, section: dict[Any, Any]) -> _TLS | None:
     prefer = check.boolean(section, "prefer_server_cipher_suites", prefix, default=True)
     if cert_file is None or key_file is None or client_auth is None or versions is None:
         return None
+    # Joined, not check.resolve()d: messages name the files as joined, `./` and `..` included.
     return _TLS(
         cert_file=os.path.join(check.base_dir, cert_file),
         key_file=os.path.join(check.base_dir, key_file),
@@ -514,7 +406,7 @@ def _tls_settings(check: _Check, section: dict[Any, Any]) -> _TLS | None:
     )
 
 
-def _client_auth(check: _Check, section: dict[Any, Any]) -> ClientAuthType | None:
+def _client_auth(check: Checker, section: dict[Any, Any]) -> ClientAuthType | None:
     found = check.choice(section, "client_auth_type", "tls_server_config", CLIENT_AUTH_TYPES)
     if found == "RequireAnyClientCert":
         check.error(
@@ -524,14 +416,14 @@ def _client_auth(check: _Check, section: dict[Any, Any]) -> ClientAuthType | Non
         )
         return None
     if found is None:  # not set (the default), or a mistake already reported
-        return "NoClientCert" if section.get("client_auth_type") is None else None
-    return next(auth for auth in CLIENT_AUTH_TYPES if auth == found)
+        return "NoClientCert" if missing(section, "client_auth_type") else None
+    return found
 
 
-def _client_ca_file(check: _Check, section: dict[Any, Any], client_auth: ClientAuthType | None) -> str | None:
+def _client_ca_file(check: Checker, section: dict[Any, Any], client_auth: ClientAuthType | None) -> str | None:
     path = "tls_server_config.client_ca_file"
     found = check.string(section, "client_ca_file", "tls_server_config")
-    if found is None and section.get("client_ca_file") is None and client_auth in _VERIFYING:
+    if found is None and missing(section, "client_ca_file") and client_auth in _VERIFYING:
         check.error(
             path, f"required when client_auth_type is {client_auth} (the CAs client certificates must chain to)"
         )
@@ -544,9 +436,9 @@ def _client_ca_file(check: _Check, section: dict[Any, Any], client_auth: ClientA
     return found
 
 
-def _allowed_sans(check: _Check, section: dict[Any, Any], client_auth: ClientAuthType | None) -> tuple[str, ...]:
+def _allowed_sans(check: Checker, section: dict[Any, Any], client_auth: ClientAuthType | None) -> tuple[str, ...]:
     path = "tls_server_config.client_allowed_sans"
-    if section.get("client_allowed_sans") is None:
+    if missing(section, "client_allowed_sans"):
         return ()
     sans = check.names(section, "client_allowed_sans", "tls_server_config", None)
     if section["client_allowed_sans"] == []:
@@ -560,7 +452,7 @@ def _allowed_sans(check: _Check, section: dict[Any, Any], client_auth: ClientAut
     return tuple(sans)
 
 
-def _versions(check: _Check, section: dict[Any, Any]) -> tuple[ssl.TLSVersion, ssl.TLSVersion] | None:
+def _versions(check: Checker, section: dict[Any, Any]) -> tuple[ssl.TLSVersion, ssl.TLSVersion] | None:
     choices = tuple(TLS_VERSIONS)
     low = check.choice(section, "min_version", "tls_server_config", choices) or "TLS12"
     high = check.choice(section, "max_version", "tls_server_config", choices) or "TLS13"
@@ -570,14 +462,14 @@ def _versions(check: _Check, section: dict[Any, Any]) -> tuple[ssl.TLSVersion, s
     return TLS_VERSIONS[low], TLS_VERSIONS[high]
 
 
-def _tls_context(check: _Check, tls: _TLS) -> ssl.SSLContext | None:
+def _tls_context(check: Checker, tls: _TLS) -> ssl.SSLContext | None:
     prefix = "tls_server_config"
     files = [(tls.cert_file, "cert_file"), (tls.key_file, "key_file")]
     if tls.client_ca_file:
         files.append((tls.client_ca_file, "client_ca_file"))
-    if not all([check.readable(path, f"{prefix}.{key}") for path, key in files]):  # list: report every file
+    if not all([check.readable(path, key_path(prefix, key)) for path, key in files]):  # list: report every file
         return None
-    if not _has_certificate(check, tls.cert_file, f"{prefix}.cert_file"):
+    if not _has_certificate(check, tls.cert_file, key_path(prefix, "cert_file")):
         return None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _set_protocol(context, tls)
@@ -585,7 +477,7 @@ def _tls_context(check: _Check, tls: _TLS) -> ssl.SSLContext | None:
         context.load_cert_chain(tls.cert_file, tls.key_file, password=_no_passphrase)
     except (ssl.SSLError, _PassphraseError) as exc:
         check.error(
-            f"{prefix}.key_file",
+            key_path(prefix, "key_file"),
             f"cannot be used with cert_file: {_ssl_reason(exc, 'no PEM private key found')} (both must be PEM, "
             "the key unencrypted, and the key must belong to the certificate)",
         )
@@ -594,7 +486,8 @@ def _tls_context(check: _Check, tls: _TLS) -> ssl.SSLContext | None:
         try:
             context.load_verify_locations(cafile=tls.client_ca_file)
         except ssl.SSLError as exc:
-            check.error(f"{prefix}.client_ca_file", f"no PEM certificate in {tls.client_ca_file}: {_ssl_reason(exc)}")
+            where = key_path(prefix, "client_ca_file")
+            check.error(where, f"no PEM certificate in {tls.client_ca_file}: {_ssl_reason(exc)}")
             return None
     context.verify_mode = {
         "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
@@ -603,12 +496,12 @@ def _tls_context(check: _Check, tls: _TLS) -> ssl.SSLContext | None:
     return context
 
 
-def _has_certificate(check: _Check, path: str, key_path: str) -> bool:
+def _has_certificate(check: Checker, path: str, where: str) -> bool:
     """Whether the file holds a PEM certificate, so that a bad cert_file is not blamed on key_file."""
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
     except ssl.SSLError as exc:
-        check.error(key_path, f"no PEM certificate in {path}: {_ssl_reason(exc)}")
+        check.error(where, f"no PEM certificate in {path}: {_ssl_reason(exc)}")
         return False
     return True
 
@@ -649,38 +542,37 @@ def _ssl_reason(exc: Exception, unknown: str = "unreadable") -> str:
 # --- http_server_config and basic_auth_users ----------------------------------------------------
 
 
-def _http(check: _Check, value: Any) -> dict[str, str]:
+def _http(check: Checker, value: Any) -> dict[str, str]:
     section = check.section(value, "http_server_config")
     if not section:
         return {}
-    check.keys(section, "http_server_config", _HTTP_KEYS, {})
+    check.keys(section, "http_server_config", _HTTP_KEYS)
     check.boolean(section, "http2", "http_server_config", default=True)  # accepted, ignored: HTTP/1.1 only
     headers = check.section(section.get("headers"), "http_server_config.headers") or {}
     good: dict[str, str] = {}
     for name, text in headers.items():
-        path = f"http_server_config.headers.{name}"
+        path = key_path("http_server_config.headers", name)
         allowed = HEADERS.get(name) if isinstance(name, str) else None
         if allowed is None:
-            # Only a difference in case is suggested: Content-Type is not a typo of X-Content-Type-Options.
-            same = [header for header in HEADERS if isinstance(name, str) and header.lower() == name.lower()]
-            hint = f"; did you mean {same[0]!r}?" if same else ""
+            hint = suggest(name, tuple(HEADERS), case_only=True)
             check.error(path, f"this header cannot be set; allowed: {', '.join(HEADERS)}{hint}")
         elif not isinstance(text, str) or any(c in text for c in "\r\n\0"):
-            check.error(path, f"must be a one-line string (got {_show(text)})")
+            check.error(path, f"must be a one-line string (got {check.show(text)})")
         elif allowed and text not in allowed:
-            check.error(path, f"must be one of {', '.join(allowed)} (got {_show(text)})")
+            check.error(path, f"must be one of {', '.join(allowed)} (got {check.show(text)})")
         elif text:  # a blank value means: do not send the header
             good[name] = text
     return good
 
 
-def _users(check: _Check, value: Any) -> dict[str, bytes]:
+def _users(check: Checker, value: Any) -> dict[str, bytes]:
     section = check.section(value, "basic_auth_users")
     users: dict[str, bytes] = {}
     for user, hashed in (section or {}).items():
-        path = f"basic_auth_users.{user}"
+        path = key_path("basic_auth_users", user)
         if not isinstance(user, str) or user == "" or ":" in user:
-            check.error(f"basic_auth_users.{_show(user)}", "a user name must be a non-empty string without ':'")
+            shown = key_path("basic_auth_users", check.show(user))
+            check.error(shown, "a user name must be a non-empty string without ':'")
         elif not isinstance(hashed, str) or not _BCRYPT_RE.fullmatch(hashed):
             # The value is not shown: it is a hash at best, the plain password by mistake at worst.
             check.error(
