@@ -35,7 +35,11 @@ DASHBOARD = ROOT / "grafana" / "dashboards" / "sccm-package-status.json"
 PROMETHEUS_DIR = ROOT / "prometheus"
 RULES = PROMETHEUS_DIR / "rules.yml"
 ALERTS = PROMETHEUS_DIR / "alerts.yml"
-README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+RUNBOOKS = DOCS / "runbooks"
+# Where the dashboard's links to the docs point: a copy of the repository on GitHub. A link there is
+# checked against the files and headings of this checkout.
+REPOSITORY_URL = "https://github.com/sccm-package-exporter/sccm-package-exporter/blob/main/"
 
 DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -201,7 +205,27 @@ def github_anchor(heading: str) -> str:
     return text.replace(" ", "-")
 
 
-def readme_anchors() -> set[str]:
-    text = re.sub(r"^```.*?^```", "", README.read_text(encoding="utf-8"), flags=re.M | re.S)  # not code blocks
-    headings = re.findall(r"^#{1,6}\s+(.+?)\s*#*$", text, re.M)
-    return {github_anchor(h) for h in headings}
+def markdown_headings(path: Path) -> list[tuple[int, str]]:
+    """The headings of a Markdown file, in order, as (level, text); those in code blocks are not."""
+    text = re.sub(r"^```.*?^```", "", path.read_text(encoding="utf-8"), flags=re.M | re.S)
+    return [(len(hashes), heading) for hashes, heading in re.findall(r"^(#{1,6})\s+(.+?)\s*#*$", text, re.M)]
+
+
+def markdown_anchors(path: Path) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown file; a repeated one gets -1, -2... after it."""
+    anchors: set[str] = set()
+    seen: dict[str, int] = {}
+    for _, heading in markdown_headings(path):
+        anchor = github_anchor(heading)
+        count = seen.get(anchor, 0)
+        seen[anchor] = count + 1
+        anchors.add(anchor if count == 0 else f"{anchor}-{count}")
+    return anchors
+
+
+def runbook_path(alert: str) -> str:
+    """Where the runbook of an alert is, relative to the repository: SCCMPackageFailingOnManyDPs ->
+    docs/runbooks/sccm-package-failing-on-many-dps.md. Its `runbook_url` in alerts.yml is this path."""
+    words = re.findall(r"[A-Z]+s?(?![a-z])|[A-Z][a-z]+", alert)
+    assert "".join(words) == alert, alert
+    return f"{RUNBOOKS.relative_to(ROOT).as_posix()}/{'-'.join(words).lower()}.md"

@@ -35,6 +35,7 @@ from conftest import Server, console_script, free_port, http_get, require_tool
 from dashboard_model import (
     ALERTS,
     PROMETHEUS_DIR,
+    ROOT,
     RULES,
     label_values_query,
     load_dashboard,
@@ -425,7 +426,8 @@ def test_failure_alerts_reach_the_webhook_through_alertmanager_with_their_labels
     assert failed["annotations"]["description"] == (
         'Package ABC00011 (Office 365 "Monthly" & Visio) has been failed on ABC-DP01.corp.example.com '
         "(copy row, site ABC, target failing) for over an hour.")
-    assert failed["annotations"]["runbook_url"].endswith("README.md#sccmpackagedistributionfailed")
+    assert failed["annotations"]["runbook_url"] == "docs/runbooks/sccm-package-distribution-failed.md"
+    assert (ROOT / failed["annotations"]["runbook_url"]).is_file()
     # Every package alert names its package when SMS_PackageBaseclass has it, and fires with the
     # ID alone when it does not.
     descriptions = {k[0]: alert["annotations"]["description"] for k, (_, alert) in got.items()}

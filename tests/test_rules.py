@@ -15,21 +15,21 @@ from conftest import require_tool
 from dashboard_model import (
     ALERTS,
     PROMETHEUS_DIR,
+    ROOT,
     RULES,
     alert_names,
     exporter_families,
-    github_anchor,
+    markdown_headings,
     metric_names,
-    readme_anchors,
     recording_rule_names,
     rule_groups,
     rules,
+    runbook_path,
 )
 
 ALERTS_TEST = PROMETHEUS_DIR / "alerts.test.yml"
 EXAMPLE_CONFIG = PROMETHEUS_DIR / "prometheus.example.yml"
 EXAMPLE_ALERTMANAGER = PROMETHEUS_DIR / "alertmanager.example.yml"
-RUNBOOK_PREFIX = "https://github.com/sccm-package-exporter/sccm-package-exporter/blob/main/README.md#"
 # Labels an alert about the distribution of a package names in its description, by the rule's metric.
 PER_ROW = {"sccm_package_status", "sccm_package_status_update_timestamp_seconds"}
 # How a description names a package when sccm_package_info of the same target knows it (alerts.yml).
@@ -126,16 +126,18 @@ def test_example_alertmanager_config_is_valid() -> None:
 
 
 def test_every_alert_has_severity_summary_description_and_an_existing_runbook() -> None:
-    anchors = readme_anchors()
     for rule in alert_rules():
         name = rule["alert"]
         assert re.fullmatch(r"SCCM[A-Z][A-Za-z]+", name), name
         assert rule["labels"]["severity"] in {"critical", "warning"}, name
         annotations = rule["annotations"]
         assert annotations["summary"] and annotations["description"], name
+        # The runbook's path in the repository (docs/alerts.md: prefix it with RUNBOOK_BASE), a
+        # page whose top heading is the alert.
         url = annotations["runbook_url"]
-        assert url == RUNBOOK_PREFIX + github_anchor(name), name
-        assert github_anchor(name) in anchors, f"README has no section {name}"
+        assert url == runbook_path(name), name
+        assert (ROOT / url).is_file(), f"no runbook {url} for {name}"
+        assert markdown_headings(ROOT / url)[0] == (1, name), f"{url} is not headed # {name}"
 
 
 def test_descriptions_name_the_package_server_site_and_target() -> None:
