@@ -35,6 +35,7 @@ DASHBOARD = ROOT / "grafana" / "dashboards" / "sccm-package-status.json"
 PROMETHEUS_DIR = ROOT / "prometheus"
 RULES = PROMETHEUS_DIR / "rules.yml"
 ALERTS = PROMETHEUS_DIR / "alerts.yml"
+EXAMPLE_PROMETHEUS = PROMETHEUS_DIR / "prometheus.example.yml"
 DOCS = ROOT / "docs"
 RUNBOOKS = DOCS / "runbooks"
 # Where the dashboard's links to the docs point: a copy of the repository on GitHub. A link there is
@@ -196,6 +197,21 @@ def recording_rule_names() -> set[str]:
 
 def alert_names() -> list[str]:
     return [rule["alert"] for rule in rules(ALERTS)]
+
+
+def example_prometheus_config(*, probe_job: bool = False) -> str:
+    """The text of prometheus.example.yml. It has one scrape job active (`sccm`) and the `sccm-probe`
+    job commented out at its end; `probe_job=True` uncomments that job as its comment tells a user
+    to (the "# " after the two-space indent removed from each of its lines), so both are active:
+    for tests that point each job at an exporter of its own."""
+    text = EXAMPLE_PROMETHEUS.read_text(encoding="utf-8")
+    if not probe_job:
+        return text
+    lines = text.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith("  # - job_name: sccm-probe"))
+    job = lines[start:]
+    assert all(line.startswith("  # ") or not line.strip() for line in job), "the probe job ends the file"
+    return "".join(lines[:start] + ["  " + line[4:] if line.strip() else line for line in job])
 
 
 def github_anchor(heading: str) -> str:

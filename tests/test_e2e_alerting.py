@@ -37,6 +37,7 @@ from dashboard_model import (
     PROMETHEUS_DIR,
     ROOT,
     RULES,
+    example_prometheus_config,
     label_values_query,
     load_dashboard,
     outer_join,
@@ -301,7 +302,9 @@ def rules_with_short_for(path: Path, to: Path) -> Path:
 
 
 def prometheus_config(tmp: Path, exporter: str, probe_exporter: str, alertmanager: str) -> Path:
-    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.example.yml").read_text())
+    # The example's /metrics job and its commented-out /probe job, uncommented: each job scrapes an
+    # exporter of its own here, so no series is stored twice.
+    config = yaml.safe_load(example_prometheus_config(probe_job=True))
     config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
     local = {"rules.yml": shutil.copy(RULES, tmp / "rules.yml"),
              "alerts.yml": rules_with_short_for(ALERTS, tmp / "alerts.yml")}

@@ -18,6 +18,7 @@ from dashboard_model import (
     ROOT,
     RULES,
     alert_names,
+    example_prometheus_config,
     exporter_families,
     markdown_headings,
     metric_names,
@@ -28,7 +29,6 @@ from dashboard_model import (
 )
 
 ALERTS_TEST = PROMETHEUS_DIR / "alerts.test.yml"
-EXAMPLE_CONFIG = PROMETHEUS_DIR / "prometheus.example.yml"
 EXAMPLE_ALERTMANAGER = PROMETHEUS_DIR / "alertmanager.example.yml"
 # Labels an alert about the distribution of a package names in its description, by the rule's metric.
 PER_ROW = {"sccm_package_status", "sccm_package_status_update_timestamp_seconds"}
@@ -79,19 +79,38 @@ def test_example_prometheus_config_is_valid_where_a_user_puts_it(promtool: str, 
     """Copied next to the rule files, as its comment says, with the placeholders filled in."""
     for name in ("rules.yml", "alerts.yml"):
         shutil.copy(PROMETHEUS_DIR / name, tmp_path / name)
-    text = EXAMPLE_CONFIG.read_text()
+    text = example_prometheus_config()
     assert "exporter-host:9864" in text and "alertmanager-host:9093" in text
     config = tmp_path / "prometheus.yml"
     config.write_text(text.replace("exporter-host", "cm-exporter.corp.example.com")
                       .replace("alertmanager-host", "alertmanager.corp.example.com"))
     output = run(promtool, "check", "config", config)
     assert "SUCCESS: 2 rule files found" in output
+    # Switched to the /probe job as the file's comment says: job 2 uncommented, job 1 out.
+    switched = yaml.safe_load(example_prometheus_config(probe_job=True))
+    switched["scrape_configs"] = [job for job in switched["scrape_configs"] if job["job_name"] != "sccm"]
+    assert [job["job_name"] for job in switched["scrape_configs"]] == ["sccm-probe"]
+    config.write_text(yaml.safe_dump(switched, sort_keys=False).replace("exporter-host", "cm-exporter.corp.example.com")
+                      .replace("alertmanager-host", "alertmanager.corp.example.com"))
+    output = run(promtool, "check", "config", config)
+    assert "SUCCESS: 2 rule files found" in output
+
+
+def test_example_prometheus_config_has_exactly_one_scrape_job_active() -> None:
+    """Both jobs scrape every target: both active would store every series twice and fire every
+    alert twice. The other one is there, commented out, with how to switch."""
+    text = example_prometheus_config()
+    active = [job["job_name"] for job in yaml.safe_load(text)["scrape_configs"]]
+    assert active == ["sccm"], f"exactly one scrape job may be active, not {active}"
+    assert "  # - job_name: sccm-probe" in text
+    assert "comment out job 1 and uncomment job 2" in text
 
 
 def test_example_prometheus_config_scrapes_metrics_and_probe() -> None:
-    config = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    config = yaml.safe_load(example_prometheus_config(probe_job=True))
     assert config["rule_files"] == ["rules.yml", "alerts.yml"]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert list(jobs) == ["sccm", "sccm-probe"]
     assert jobs["sccm"]["metrics_path"] == "/metrics"
     probe = jobs["sccm-probe"]
     assert probe["metrics_path"] == "/probe"
