@@ -35,7 +35,12 @@ DASHBOARD = ROOT / "grafana" / "dashboards" / "sccm-package-status.json"
 PROMETHEUS_DIR = ROOT / "prometheus"
 RULES = PROMETHEUS_DIR / "rules.yml"
 ALERTS = PROMETHEUS_DIR / "alerts.yml"
-README = ROOT / "README.md"
+EXAMPLE_PROMETHEUS = PROMETHEUS_DIR / "prometheus.example.yml"
+DOCS = ROOT / "docs"
+RUNBOOKS = DOCS / "runbooks"
+# Where the dashboard's links to the docs point: a copy of the repository on GitHub. A link there is
+# checked against the files and headings of this checkout.
+REPOSITORY_URL = "https://github.com/sccm-package-exporter/sccm-package-exporter/blob/main/"
 
 DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -194,6 +199,21 @@ def alert_names() -> list[str]:
     return [rule["alert"] for rule in rules(ALERTS)]
 
 
+def example_prometheus_config(*, probe_job: bool = False) -> str:
+    """The text of prometheus.example.yml. It has one scrape job active (`sccm`) and the `sccm-probe`
+    job commented out at its end; `probe_job=True` uncomments that job as its comment tells a user
+    to (the "# " after the two-space indent removed from each of its lines), so both are active:
+    for tests that point each job at an exporter of its own."""
+    text = EXAMPLE_PROMETHEUS.read_text(encoding="utf-8")
+    if not probe_job:
+        return text
+    lines = text.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith("  # - job_name: sccm-probe"))
+    job = lines[start:]
+    assert all(line.startswith("  # ") or not line.strip() for line in job), "the probe job ends the file"
+    return "".join(lines[:start] + ["  " + line[4:] if line.strip() else line for line in job])
+
+
 def github_anchor(heading: str) -> str:
     """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces to dashes."""
     text = re.sub(r"[`*]|\[([^\]]*)\]\([^)]*\)", r"\1", heading.strip()).lower()
@@ -201,7 +221,27 @@ def github_anchor(heading: str) -> str:
     return text.replace(" ", "-")
 
 
-def readme_anchors() -> set[str]:
-    text = re.sub(r"^```.*?^```", "", README.read_text(encoding="utf-8"), flags=re.M | re.S)  # not code blocks
-    headings = re.findall(r"^#{1,6}\s+(.+?)\s*#*$", text, re.M)
-    return {github_anchor(h) for h in headings}
+def markdown_headings(path: Path) -> list[tuple[int, str]]:
+    """The headings of a Markdown file, in order, as (level, text); those in code blocks are not."""
+    text = re.sub(r"^```.*?^```", "", path.read_text(encoding="utf-8"), flags=re.M | re.S)
+    return [(len(hashes), heading) for hashes, heading in re.findall(r"^(#{1,6})\s+(.+?)\s*#*$", text, re.M)]
+
+
+def markdown_anchors(path: Path) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown file; a repeated one gets -1, -2... after it."""
+    anchors: set[str] = set()
+    seen: dict[str, int] = {}
+    for _, heading in markdown_headings(path):
+        anchor = github_anchor(heading)
+        count = seen.get(anchor, 0)
+        seen[anchor] = count + 1
+        anchors.add(anchor if count == 0 else f"{anchor}-{count}")
+    return anchors
+
+
+def runbook_path(alert: str) -> str:
+    """Where the runbook of an alert is, relative to the repository: SCCMPackageFailingOnManyDPs ->
+    docs/runbooks/sccm-package-failing-on-many-dps.md. Its `runbook_url` in alerts.yml is this path."""
+    words = re.findall(r"[A-Z]+s?(?![a-z])|[A-Z][a-z]+", alert)
+    assert "".join(words) == alert, alert
+    return f"{RUNBOOKS.relative_to(ROOT).as_posix()}/{'-'.join(words).lower()}.md"

@@ -18,6 +18,8 @@ import yaml
 from dashboard_model import (
     DASHBOARD,
     DATASOURCE_REF,
+    DOCS,
+    REPOSITORY_URL,
     ROOT,
     RULES,
     OuterJoin,
@@ -25,11 +27,11 @@ from dashboard_model import (
     exporter_families,
     label_values_query,
     load_dashboard,
+    markdown_anchors,
     metric_names,
     outer_join,
     panels,
     queries,
-    readme_anchors,
     recording_rule_names,
     rules,
     substitute,
@@ -185,7 +187,6 @@ def test_units_and_thresholds_set(dashboard: dict[str, Any]) -> None:
 
 def test_links_lead_somewhere(dashboard: dict[str, Any]) -> None:
     ids = {p["id"] for p in panels(dashboard)}
-    anchors = readme_anchors()
     urls = [link["url"] for link in dashboard["links"]]
     for panel in panels(dashboard):
         urls += [link["url"] for link in panel.get("links", [])]
@@ -203,8 +204,12 @@ def test_links_lead_somewhere(dashboard: dict[str, Any]) -> None:
             for name in variable_names(url):
                 assert name in {"__dashboard", "__url_time_range", "__all_variables", "__data", "datasource",
                                 "target", "site", "server", "package"}, (url, name)
-        elif "README.md#" in url:
-            assert url.split("#", 1)[1] in anchors, url
+        elif url.startswith(REPOSITORY_URL):
+            # A page of the docs in this checkout, and the heading the anchor names.
+            path, _, anchor = url.removeprefix(REPOSITORY_URL).partition("#")
+            assert path.startswith("docs/") and (ROOT / path).is_file(), url
+            if anchor:
+                assert anchor in markdown_anchors(ROOT / path), url
         else:
             pytest.fail(f"link to nowhere known: {url}")
 
@@ -218,10 +223,10 @@ def test_provisioning_picks_the_dashboard_up() -> None:
     assert providers["apiVersion"] == 1
     [provider] = providers["providers"]
     assert provider["type"] == "file" and provider["options"]["path"].startswith("/")
-    # The README's docker command mounts grafana/dashboards exactly there.
-    readme = (ROOT / "README.md").read_text()
-    assert f'grafana/dashboards:{provider["options"]["path"]}:ro' in readme
-    assert "grafana/provisioning:/etc/grafana/provisioning:ro" in readme
+    # The docker command of docs/dashboard.md mounts grafana/dashboards exactly there.
+    guide = (DOCS / "dashboard.md").read_text()
+    assert f'grafana/dashboards:{provider["options"]["path"]}:ro' in guide
+    assert "grafana/provisioning:/etc/grafana/provisioning:ro" in guide
 
 
 def joins(dashboard: dict[str, Any]) -> list[tuple[Query, OuterJoin]]:

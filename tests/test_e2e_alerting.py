@@ -35,7 +35,9 @@ from conftest import Server, console_script, free_port, http_get, require_tool
 from dashboard_model import (
     ALERTS,
     PROMETHEUS_DIR,
+    ROOT,
     RULES,
+    example_prometheus_config,
     label_values_query,
     load_dashboard,
     outer_join,
@@ -300,7 +302,9 @@ def rules_with_short_for(path: Path, to: Path) -> Path:
 
 
 def prometheus_config(tmp: Path, exporter: str, probe_exporter: str, alertmanager: str) -> Path:
-    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.example.yml").read_text())
+    # The example's /metrics job and its commented-out /probe job, uncommented: each job scrapes an
+    # exporter of its own here, so no series is stored twice.
+    config = yaml.safe_load(example_prometheus_config(probe_job=True))
     config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
     local = {"rules.yml": shutil.copy(RULES, tmp / "rules.yml"),
              "alerts.yml": rules_with_short_for(ALERTS, tmp / "alerts.yml")}
@@ -425,7 +429,8 @@ def test_failure_alerts_reach_the_webhook_through_alertmanager_with_their_labels
     assert failed["annotations"]["description"] == (
         'Package ABC00011 (Office 365 "Monthly" & Visio) has been failed on ABC-DP01.corp.example.com '
         "(copy row, site ABC, target failing) for over an hour.")
-    assert failed["annotations"]["runbook_url"].endswith("README.md#sccmpackagedistributionfailed")
+    assert failed["annotations"]["runbook_url"] == "docs/runbooks/sccm-package-distribution-failed.md"
+    assert (ROOT / failed["annotations"]["runbook_url"]).is_file()
     # Every package alert names its package when SMS_PackageBaseclass has it, and fires with the
     # ID alone when it does not.
     descriptions = {k[0]: alert["annotations"]["description"] for k, (_, alert) in got.items()}

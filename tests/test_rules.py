@@ -15,21 +15,21 @@ from conftest import require_tool
 from dashboard_model import (
     ALERTS,
     PROMETHEUS_DIR,
+    ROOT,
     RULES,
     alert_names,
+    example_prometheus_config,
     exporter_families,
-    github_anchor,
+    markdown_headings,
     metric_names,
-    readme_anchors,
     recording_rule_names,
     rule_groups,
     rules,
+    runbook_path,
 )
 
 ALERTS_TEST = PROMETHEUS_DIR / "alerts.test.yml"
-EXAMPLE_CONFIG = PROMETHEUS_DIR / "prometheus.example.yml"
 EXAMPLE_ALERTMANAGER = PROMETHEUS_DIR / "alertmanager.example.yml"
-RUNBOOK_PREFIX = "https://github.com/sccm-package-exporter/sccm-package-exporter/blob/main/README.md#"
 # Labels an alert about the distribution of a package names in its description, by the rule's metric.
 PER_ROW = {"sccm_package_status", "sccm_package_status_update_timestamp_seconds"}
 # How a description names a package when sccm_package_info of the same target knows it (alerts.yml).
@@ -79,19 +79,38 @@ def test_example_prometheus_config_is_valid_where_a_user_puts_it(promtool: str, 
     """Copied next to the rule files, as its comment says, with the placeholders filled in."""
     for name in ("rules.yml", "alerts.yml"):
         shutil.copy(PROMETHEUS_DIR / name, tmp_path / name)
-    text = EXAMPLE_CONFIG.read_text()
+    text = example_prometheus_config()
     assert "exporter-host:9864" in text and "alertmanager-host:9093" in text
     config = tmp_path / "prometheus.yml"
     config.write_text(text.replace("exporter-host", "cm-exporter.corp.example.com")
                       .replace("alertmanager-host", "alertmanager.corp.example.com"))
     output = run(promtool, "check", "config", config)
     assert "SUCCESS: 2 rule files found" in output
+    # Switched to the /probe job as the file's comment says: job 2 uncommented, job 1 out.
+    switched = yaml.safe_load(example_prometheus_config(probe_job=True))
+    switched["scrape_configs"] = [job for job in switched["scrape_configs"] if job["job_name"] != "sccm"]
+    assert [job["job_name"] for job in switched["scrape_configs"]] == ["sccm-probe"]
+    config.write_text(yaml.safe_dump(switched, sort_keys=False).replace("exporter-host", "cm-exporter.corp.example.com")
+                      .replace("alertmanager-host", "alertmanager.corp.example.com"))
+    output = run(promtool, "check", "config", config)
+    assert "SUCCESS: 2 rule files found" in output
+
+
+def test_example_prometheus_config_has_exactly_one_scrape_job_active() -> None:
+    """Both jobs scrape every target: both active would store every series twice and fire every
+    alert twice. The other one is there, commented out, with how to switch."""
+    text = example_prometheus_config()
+    active = [job["job_name"] for job in yaml.safe_load(text)["scrape_configs"]]
+    assert active == ["sccm"], f"exactly one scrape job may be active, not {active}"
+    assert "  # - job_name: sccm-probe" in text
+    assert "comment out job 1 and uncomment job 2" in text
 
 
 def test_example_prometheus_config_scrapes_metrics_and_probe() -> None:
-    config = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    config = yaml.safe_load(example_prometheus_config(probe_job=True))
     assert config["rule_files"] == ["rules.yml", "alerts.yml"]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert list(jobs) == ["sccm", "sccm-probe"]
     assert jobs["sccm"]["metrics_path"] == "/metrics"
     probe = jobs["sccm-probe"]
     assert probe["metrics_path"] == "/probe"
@@ -126,16 +145,18 @@ def test_example_alertmanager_config_is_valid() -> None:
 
 
 def test_every_alert_has_severity_summary_description_and_an_existing_runbook() -> None:
-    anchors = readme_anchors()
     for rule in alert_rules():
         name = rule["alert"]
         assert re.fullmatch(r"SCCM[A-Z][A-Za-z]+", name), name
         assert rule["labels"]["severity"] in {"critical", "warning"}, name
         annotations = rule["annotations"]
         assert annotations["summary"] and annotations["description"], name
+        # The runbook's path in the repository (docs/alerts.md: prefix it with RUNBOOK_BASE), a
+        # page whose top heading is the alert.
         url = annotations["runbook_url"]
-        assert url == RUNBOOK_PREFIX + github_anchor(name), name
-        assert github_anchor(name) in anchors, f"README has no section {name}"
+        assert url == runbook_path(name), name
+        assert (ROOT / url).is_file(), f"no runbook {url} for {name}"
+        assert markdown_headings(ROOT / url)[0] == (1, name), f"{url} is not headed # {name}"
 
 
 def test_descriptions_name_the_package_server_site_and_target() -> None:
