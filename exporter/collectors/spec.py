@@ -79,8 +79,7 @@ class Reader:
 
     def __init__(self, spec: CollectorSpec) -> None:
         self.spec = spec
-        self._wire: dict[int, WireReader] = {}
-        self._sites: dict[int, str] = {}
+        self._wire: dict[int, tuple[str, WireReader]] = {}  # by class: the site and its reader
 
     def rows(self, source: Source, deadline: float) -> Iterator[Any]:
         """The rows of every class of the collector, in order, as their pages arrive."""
@@ -99,10 +98,10 @@ class Reader:
     def _wire_reader(self, number: int, read: ClassRead, site: str) -> WireReader | None:
         if read.wire_reader is None:
             return None
-        if self._sites.get(number) != site or number not in self._wire:
-            self._wire[number] = read.wire_reader(site)
-            self._sites[number] = site
-        return self._wire[number]
+        kept = self._wire.get(number)
+        if kept is None or kept[0] != site:
+            kept = self._wire[number] = (site, read.wire_reader(site))
+        return kept[1]
 
 
 def page_rows(
