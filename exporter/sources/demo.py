@@ -596,11 +596,11 @@ def dp_item(row: DPInfoRow) -> Item:
 class DemoSource:
     """A `Source` serving a `DemoSite` at the clock's time (wall-clock unless a test gives one).
 
-    The collectors of a poll call its methods at once, from their own threads. Only `rows` writes
-    (its per-package snapshots, one list item at a time, each an immutable `_Snapshot`);
-    `dp_content_state` reads them as hints, which only spare work; the others read nothing that
-    moves. So no lock: no method waits on another, and each answers as the pure functions of
-    `DemoSite` would at its own clock reading.
+    The collectors of a poll read at once, from their own threads. Only a read of
+    `SMS_PackageStatus` writes (`rows_at`: its per-package snapshots, one list item at a time,
+    each an immutable `_Snapshot`); a read of the summarizer reads them as hints, which only spare
+    work; the others read nothing that moves. So no lock: no read waits on another, and each
+    answers as the pure functions of `DemoSite` would at its own clock reading.
     """
 
     def __init__(self, target: TargetConfig, clock: Callable[[], float] = time.time) -> None:
