@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import platform
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from exporter import __version__
 from exporter.collectors import DATA_FAMILIES
 from exporter.errors import REASONS
 from exporter.families import Family, escape_label_value, format_value
-from exporter.gzipsplice import GzipBuilder, Piece
+from exporter.gzipsplice import GzipBuilder, OpenMember, Piece
 from exporter.poller import TargetStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -107,16 +107,20 @@ def build_body(statuses: Sequence[TargetStatus], extra: str = "") -> Body:
 
     `extra`: families of the exporter itself, rendered last (see `exporter_families`).
     """
-    plain: list[bytes] = []
-    gzip = GzipBuilder()
-    for part in _pieces(statuses, extra):
+    return _assemble(_pieces(statuses, extra), [], GzipBuilder())
+
+
+def _assemble(parts: Iterable[bytes | Piece], plain: list[bytes], gzip: GzipBuilder) -> Body:
+    """`plain` and `gzip` continued with `parts`: small bytes compressed here, pieces spliced."""
+    for part in parts:
         if isinstance(part, Piece):
             plain.extend(part.chunks)
             gzip.add_piece(part)
         else:
             plain.append(part)
             gzip.add_bytes(part)
-    return Body(tuple(plain), tuple(gzip.finish()))
+    member = gzip.open()
+    return Body(tuple(plain), member.closed(), member)
 
 
 def _health(statuses: Sequence[TargetStatus]) -> list[str]:
@@ -170,6 +174,13 @@ class Body:
 
     parts: tuple[bytes, ...]
     gzip_parts: tuple[bytes, ...]
+    # The gzip form before it was closed: what `extended` continues.
+    member: OpenMember
+
+    def extended(self, tail: Iterable[bytes | Piece]) -> Body:
+        """This body with `tail` at its end. Nothing of this body is copied or compressed again;
+        of the tail, only its bytes are compressed (its pieces were when they were made)."""
+        return _assemble(tail, list(self.parts), GzipBuilder(self.member))
 
     @property
     def length(self) -> int:
