@@ -6,6 +6,10 @@ and its gzip form splices the pieces' deflate blocks in the same way (`exporter.
 Nothing of the size of the site is copied or compressed for a scrape. Bodies are cached per
 generation of the targets they show (a generation changes only when a poll finishes or data goes
 stale), so scrapes between two polls cost only the bytes they send.
+
+`/probe?target=NAME` shows that target's families alone. `/metrics` adds the exporter's own
+families: the build info and the reload state (cached with the body), then its process, Python
+and HTTP metrics, which change on every scrape and are appended per scrape (`Body.extended`).
 """
 
 from __future__ import annotations
@@ -54,9 +58,15 @@ BUILD_INFO = Family(
     "sccm_exporter_build_info", "gauge", "Version of sccm-package-exporter and of the Python running it; value 1."
 )
 
+# The same for the life of the process: written once.
+_BUILD_INFO_LINES = (
+    f'{BUILD_INFO.header()}{BUILD_INFO.name}{{version="{escape_label_value(__version__)}",'
+    f'python_version="{escape_label_value(platform.python_version())}"}} 1\n'
+)
+
 
 def render(statuses: Sequence[TargetStatus]) -> str:
-    """The whole exposition for these targets as text, one HELP/TYPE header per family."""
+    """These targets' families as text, one HELP/TYPE header per family (a /probe body for one)."""
     return b"".join(build_body(statuses).parts).decode("utf-8")
 
 
@@ -71,8 +81,10 @@ RELOAD_SUCCESS_TIME = Family(
 
 
 def exporter_families(reload_successful: bool, reload_success_time: float) -> str:
-    """The exporter's own families of /metrics (not per target): the configuration reload state."""
+    """The exporter's own families of /metrics (not per target, so never on /probe): the build
+    info and the configuration reload state."""
     return (
+        f"{_BUILD_INFO_LINES}"
         f"{RELOAD_SUCCESSFUL.header()}{RELOAD_SUCCESSFUL.name} {int(reload_successful)}\n"
         f"{RELOAD_SUCCESS_TIME.header()}{RELOAD_SUCCESS_TIME.name} {format_value(reload_success_time)}\n"
     )
@@ -92,11 +104,6 @@ def _pieces(statuses: Sequence[TargetStatus], extra: str = "") -> list[bytes | P
             parts.append(family.header().encode())
             parts.extend(chunks)
     tail = _health(statuses)
-    tail.append(BUILD_INFO.header())
-    tail.append(
-        f'{BUILD_INFO.name}{{version="{escape_label_value(__version__)}",'
-        f'python_version="{escape_label_value(platform.python_version())}"}} 1\n'
-    )
     tail.append(extra)
     parts.append("".join(tail).encode())
     return parts

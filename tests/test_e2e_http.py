@@ -126,6 +126,7 @@ def test_probe_serves_one_target_and_unknown_target_is_a_clear_404(
     got = parse_samples(text)
     assert {dict(k)["target"] for k in got["sccm_package_status"]} == {"other"}
     assert got["sccm_up"] == {labels(target="other"): 1.0}
+    assert "sccm_exporter_build_info" not in got  # the exporter's, not the target's: on /metrics only
     missing = exporter.get("/probe?target=nope")
     assert missing.status == 404
     assert "unknown target 'nope'" in missing.text and "demo, other" in missing.text

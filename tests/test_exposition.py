@@ -275,8 +275,9 @@ def collector(name: Collector, up: bool = True, duration: float | None = 0.25, e
 
 
 def health_section(text: str, first: str) -> str:
-    """The lines of `text` from `# HELP first` up to the build info."""
-    return text[text.index(f"# HELP {first} "): text.index("# HELP sccm_exporter_build_info ")]
+    """The lines of `text` from `# HELP first` to its end: the health families close the targets' body
+    (the build info, which used to follow them, is on /metrics only: `exporter_families`)."""
+    return text[text.index(f"# HELP {first} "):]
 
 
 def collector_errors(target: str, name: str, **counts: int) -> str:
