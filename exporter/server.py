@@ -119,6 +119,10 @@ class Handler(BaseHTTPRequestHandler):
     timeout = 300
     server_version = f"sccm-package-exporter/{__version__}"
 
+    def version_string(self) -> str:
+        # The default adds "Python/3.x.y": no need to tell every client what runs behind the port.
+        return self.server_version
+
     def handle_one_request(self) -> None:
         # A request line that does not parse sets no path (a new connection has none, a reused
         # one the previous request's): the answer to it (400, 414) is counted as `other`.

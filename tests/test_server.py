@@ -14,6 +14,7 @@ import bcrypt
 import pytest
 from conftest import Samples, parse_samples
 
+from exporter import __version__
 from exporter.config import parse_config
 from exporter.server import (
     ExporterHTTPServer,
@@ -164,3 +165,14 @@ def test_a_probe_carries_none_of_the_exporters_own_metrics(running: Running) -> 
 )
 def test_the_handler_label_is_a_route_or_other(target: str, expected: str) -> None:
     assert handler_label(target) == expected
+
+
+def test_the_server_header_names_the_exporter_and_not_python(running: Running) -> None:
+    # http.server's default is "BaseHTTP/0.6 Python/3.11.7", on every answer, its own errors too.
+    for method, path, auth, status in [("GET", "/metrics", True, 200), ("GET", "/metrics", False, 401),
+                                       ("GET", "/nope", True, 404), ("PUT", "/metrics", True, 501),
+                                       ("POST", "/-/reload", True, 404)]:
+        answer = running.request(method, path, auth=auth)
+        assert answer.status == status
+        assert answer.headers["Server"] == f"sccm-package-exporter/{__version__}"
+    assert b"Python" not in running.raw(b"GET /a /b HTTP/1.1\r\n\r\n")
