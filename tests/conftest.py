@@ -152,8 +152,10 @@ class ExporterProcess(Server):
     """`sccm-package-exporter` run as a user runs it, on a free loopback port."""
 
     def __init__(self, config: Path, log_path: Path, extra_args: list[str] | None = None, *,
-                 tls_ca: Path | None = None, auth: tuple[str, str] | None = None) -> None:
-        """`tls_ca` and `auth`: how this client reaches an exporter started with --web.config.file."""
+                 tls_ca: Path | None = None, auth: tuple[str, str] | None = None,
+                 launcher: list[str] | None = None) -> None:
+        """`tls_ca` and `auth`: how this client reaches an exporter started with --web.config.file.
+        `launcher`: the command in place of the console script, taking the same arguments."""
         self.port = free_port()
         self.base = f"{'https' if tls_ca else 'http'}://127.0.0.1:{self.port}"
         self.context = ssl.create_default_context(cafile=str(tls_ca)) if tls_ca else None
@@ -162,8 +164,8 @@ class ExporterProcess(Server):
         )
         super().__init__(
             "exporter",
-            [console_script(), "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{self.port}",
-             *(extra_args or [])],
+            [*(launcher or [console_script()]), "--config.file", str(config),
+             "--web.listen-address", f"127.0.0.1:{self.port}", *(extra_args or [])],
             log_path,
             ready_url=f"{self.base}/-/ready",
         )
