@@ -10,6 +10,7 @@ import html
 import logging
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -70,6 +71,10 @@ class ExporterHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     # Many scrapers may connect at once; the default backlog of 5 drops connections under load.
     request_queue_size = 128
+    # http.server sets SO_REUSEADDR, which on POSIX only allows a restart while old connections
+    # linger, but on Windows lets a socket bind a port another one listens on: a second exporter
+    # would start beside the first instead of failing. asyncio sets it on POSIX only as well.
+    allow_reuse_address = sys.platform != "win32"
 
     def __init__(self, address: tuple[str, int], exporter: Exporter, web_config: WebConfig | None = None, *,
                  reload: Callable[[], bool] | None = None, max_requests: int = DEFAULT_MAX_REQUESTS) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import urllib.request
@@ -13,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import StartExporter, labels
+from conftest import StartExporter, console_script, labels
 
 from exporter import cli
 
@@ -72,6 +74,19 @@ def test_with_sighup_nothing_is_said_about_it(tmp_path: Path, run_exporter: Star
     exporter.wait_ready()
     assert exporter.stop() == 0
     assert "SIGHUP" not in exporter.log()
+
+
+def test_a_port_in_use_is_a_start_up_failure(tmp_path: Path) -> None:
+    # On Windows, SO_REUSEADDR would let a second exporter bind the port beside the first.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([console_script(), "--config.file", str(config(tmp_path / "c.yaml", "one")),
+                                 "--web.listen-address", f"127.0.0.1:{port}"], capture_output=True, text=True,
+                                timeout=30)
+    assert result.returncode == 1
+    assert "cannot listen" in result.stderr
 
 
 # --- the signal handlers themselves, in this process -----------------------------------------
