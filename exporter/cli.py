@@ -115,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class Reloader:
-    """Loads the configuration file again on SIGHUP or POST /-/reload; one reload at a time.
+    """Loads the configuration file again on SIGHUP (where there is one) or POST /-/reload; one
+    reload at a time.
 
     An invalid file is refused: its errors are logged and the running configuration stays.
     """
@@ -140,7 +141,8 @@ class Reloader:
 
 def run(config: Config, address: tuple[str, int], web_config: WebConfig, *, config_file: str = "config.yaml",
         max_requests: int = DEFAULT_MAX_REQUESTS) -> int:
-    """Serve until SIGTERM or SIGINT, then stop cleanly; reload the configuration on SIGHUP."""
+    """Serve until SIGTERM or SIGINT (or SIGBREAK on Windows), then stop cleanly; reload the
+    configuration on SIGHUP where the platform has it, and on POST /-/reload everywhere."""
     exporter = Exporter(config)
     reloader = Reloader(exporter, config_file)
     try:
@@ -156,17 +158,7 @@ def run(config: Config, address: tuple[str, int], web_config: WebConfig, *, conf
                                  "version": __version__})
     stopping = threading.Event()
     reloading = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("stopping", extra={"signal": signal.Signals(signum).name})
-        stopping.set()
-
-    def on_hangup(signum: int, frame: FrameType | None) -> None:
-        reloading.set()  # the reload itself runs in the main loop, not in the signal handler
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGHUP, on_hangup)
+    _handle_signals(stopping, reloading)
     while not stopping.wait(0.2):
         if reloading.is_set():
             reloading.clear()
@@ -177,3 +169,29 @@ def run(config: Config, address: tuple[str, int], web_config: WebConfig, *, conf
     exporter.stop()
     log.info("stopped")
     return EXIT_OK
+
+
+def _handle_signals(stopping: threading.Event, reloading: threading.Event) -> None:
+    """Set `stopping` on SIGTERM and SIGINT, and `reloading` on SIGHUP.
+
+    Windows has neither SIGHUP nor a way to send SIGTERM to another process: there Ctrl+C (what
+    a service wrapper such as NSSM sends first) arrives as SIGINT, Ctrl+Break as SIGBREAK, and
+    POST /-/reload is the only way to reload; the log says so once.
+    """
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        stopping.set()
+
+    def on_hangup(signum: int, frame: FrameType | None) -> None:
+        reloading.set()  # the reload itself runs in the main loop, not in the signal handler
+
+    for name in ("SIGTERM", "SIGINT", "SIGBREAK"):
+        number = getattr(signal, name, None)  # SIGBREAK: Windows only
+        if number is not None:
+            signal.signal(number, on_signal)
+    hangup = getattr(signal, "SIGHUP", None)  # POSIX only
+    if hangup is None:
+        log.info("this platform has no SIGHUP: reload the configuration with POST /-/reload")
+    else:
+        signal.signal(hangup, on_hangup)

@@ -709,7 +709,9 @@ def _password_from_file(ctx: _Context, value: Any, path: str) -> str | None:
         ctx.error(path, "the file it names is larger than 64 KiB; it should hold only the password")
         return None
     try:
-        text = data.decode("utf-8")
+        # A BOM is never part of a password: Windows PowerShell 5.1 writes one with
+        # `Set-Content -Encoding UTF8`.
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         ctx.error(path, "the file it names is not UTF-8 text")
         return None

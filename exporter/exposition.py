@@ -6,20 +6,24 @@ and its gzip form splices the pieces' deflate blocks in the same way (`exporter.
 Nothing of the size of the site is copied or compressed for a scrape. Bodies are cached per
 generation of the targets they show (a generation changes only when a poll finishes or data goes
 stale), so scrapes between two polls cost only the bytes they send.
+
+`/probe?target=NAME` shows that target's families alone. `/metrics` adds the exporter's own
+families: the build info and the reload state (cached with the body), then its process, Python
+and HTTP metrics, which change on every scrape and are appended per scrape (`Body.extended`).
 """
 
 from __future__ import annotations
 
 import platform
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from exporter import __version__
 from exporter.collectors import DATA_FAMILIES
 from exporter.errors import REASONS
 from exporter.families import Family, escape_label_value, format_value
-from exporter.gzipsplice import GzipBuilder, Piece
+from exporter.gzipsplice import GzipBuilder, OpenMember, Piece
 from exporter.poller import TargetStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -54,9 +58,15 @@ BUILD_INFO = Family(
     "sccm_exporter_build_info", "gauge", "Version of sccm-package-exporter and of the Python running it; value 1."
 )
 
+# The same for the life of the process: written once.
+_BUILD_INFO_LINES = (
+    f'{BUILD_INFO.header()}{BUILD_INFO.name}{{version="{escape_label_value(__version__)}",'
+    f'python_version="{escape_label_value(platform.python_version())}"}} 1\n'
+)
+
 
 def render(statuses: Sequence[TargetStatus]) -> str:
-    """The whole exposition for these targets as text, one HELP/TYPE header per family."""
+    """These targets' families as text, one HELP/TYPE header per family (a /probe body for one)."""
     return b"".join(build_body(statuses).parts).decode("utf-8")
 
 
@@ -71,8 +81,10 @@ RELOAD_SUCCESS_TIME = Family(
 
 
 def exporter_families(reload_successful: bool, reload_success_time: float) -> str:
-    """The exporter's own families of /metrics (not per target): the configuration reload state."""
+    """The exporter's own families of /metrics (not per target, so never on /probe): the build
+    info and the configuration reload state."""
     return (
+        f"{_BUILD_INFO_LINES}"
         f"{RELOAD_SUCCESSFUL.header()}{RELOAD_SUCCESSFUL.name} {int(reload_successful)}\n"
         f"{RELOAD_SUCCESS_TIME.header()}{RELOAD_SUCCESS_TIME.name} {format_value(reload_success_time)}\n"
     )
@@ -92,11 +104,6 @@ def _pieces(statuses: Sequence[TargetStatus], extra: str = "") -> list[bytes | P
             parts.append(family.header().encode())
             parts.extend(chunks)
     tail = _health(statuses)
-    tail.append(BUILD_INFO.header())
-    tail.append(
-        f'{BUILD_INFO.name}{{version="{escape_label_value(__version__)}",'
-        f'python_version="{escape_label_value(platform.python_version())}"}} 1\n'
-    )
     tail.append(extra)
     parts.append("".join(tail).encode())
     return parts
@@ -107,16 +114,20 @@ def build_body(statuses: Sequence[TargetStatus], extra: str = "") -> Body:
 
     `extra`: families of the exporter itself, rendered last (see `exporter_families`).
     """
-    plain: list[bytes] = []
-    gzip = GzipBuilder()
-    for part in _pieces(statuses, extra):
+    return _assemble(_pieces(statuses, extra), [], GzipBuilder())
+
+
+def _assemble(parts: Iterable[bytes | Piece], plain: list[bytes], gzip: GzipBuilder) -> Body:
+    """`plain` and `gzip` continued with `parts`: small bytes compressed here, pieces spliced."""
+    for part in parts:
         if isinstance(part, Piece):
             plain.extend(part.chunks)
             gzip.add_piece(part)
         else:
             plain.append(part)
             gzip.add_bytes(part)
-    return Body(tuple(plain), tuple(gzip.finish()))
+    member = gzip.open()
+    return Body(tuple(plain), member.closed(), member)
 
 
 def _health(statuses: Sequence[TargetStatus]) -> list[str]:
@@ -170,6 +181,13 @@ class Body:
 
     parts: tuple[bytes, ...]
     gzip_parts: tuple[bytes, ...]
+    # The gzip form before it was closed: what `extended` continues.
+    member: OpenMember
+
+    def extended(self, tail: Iterable[bytes | Piece]) -> Body:
+        """This body with `tail` at its end. Nothing of this body is copied or compressed again;
+        of the tail, only its bytes are compressed (its pieces were when they were made)."""
+        return _assemble(tail, list(self.parts), GzipBuilder(self.member))
 
     @property
     def length(self) -> int:

@@ -10,6 +10,10 @@ text compressed on the spot between them), a final empty block, and the trailer:
 the whole text, combined from the pieces' CRCs in constant time per piece (zlib's
 `crc32_combine`, which Python's zlib module does not expose), and its length. The result is one
 ordinary gzip member.
+
+A member can also be left open (`GzipBuilder.open`): its blocks end byte-aligned and none is
+final, so a builder can continue it later with more bytes and pieces (the exporter's own metrics,
+which change on every scrape, after a cached body) before it is closed (`OpenMember.closed`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ LEVEL = 1  # most of the size win for a fraction of the time of the default leve
 _POLY = 0xEDB88320  # CRC-32, reflected
 # gzip member header: deflate, no name, mtime 0, "fastest" extra flags, unknown OS.
 HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"
+# An empty deflate block with fixed codes, marked final: what closes a member left byte-aligned.
+FINAL_EMPTY_BLOCK = b"\x03\x00"
 
 
 def _multmodp(a: int, b: int) -> int:
@@ -101,14 +107,16 @@ def piece(chunks: Iterable[bytes]) -> Piece:
 
 
 class GzipBuilder:
-    """One gzip member from small bytes (compressed here) and `Piece`s (spliced in as they are)."""
+    """One gzip member from small bytes (compressed here) and `Piece`s (spliced in as they are):
+    a new one, or `member` continued."""
 
-    def __init__(self) -> None:
-        self.parts: list[bytes] = [HEADER]
+    def __init__(self, member: OpenMember | None = None) -> None:
+        self.parts: list[bytes] = list(member.parts) if member else [HEADER]
+        # A fresh compressor even when continuing: it refers to nothing before it, as a piece does.
         self._compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, -15)
         self._pending = False  # small text given since the last flush
-        self._crc = 0
-        self._size = 0
+        self._crc = member.crc if member else 0
+        self._size = member.size if member else 0
 
     def add_bytes(self, data: bytes) -> None:
         if data:
@@ -131,5 +139,30 @@ class GzipBuilder:
 
     def finish(self) -> list[bytes]:
         self.parts.append(self._compressor.flush(zlib.Z_FINISH))
-        self.parts.append(struct.pack("<II", self._crc, self._size & 0xFFFFFFFF))
+        self.parts.append(_trailer(self._crc, self._size))
         return [part for part in self.parts if part]
+
+    def open(self) -> OpenMember:
+        """What was given so far, as a member that a builder can continue; this one is done after it."""
+        if self._pending:
+            self.parts.append(self._compressor.flush(zlib.Z_SYNC_FLUSH))
+            self._pending = False
+        return OpenMember(tuple(part for part in self.parts if part), self._crc, self._size)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenMember:
+    """A gzip member not closed yet: the header and deflate blocks that end byte-aligned, none of
+    them final, and the CRC-32 and length of the text they hold."""
+
+    parts: tuple[bytes, ...]
+    crc: int
+    size: int
+
+    def closed(self) -> tuple[bytes, ...]:
+        """The whole member: these blocks, a final empty one and the trailer."""
+        return (*self.parts, FINAL_EMPTY_BLOCK, _trailer(self.crc, self.size))
+
+
+def _trailer(crc: int, size: int) -> bytes:
+    return struct.pack("<II", crc, size & 0xFFFFFFFF)

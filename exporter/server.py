@@ -1,6 +1,7 @@
-"""HTTP: `/metrics`, `/probe?target=`, `/-/healthy`, `/-/ready` and a landing page at `/`.
+"""HTTP: `/metrics`, `/probe?target=`, `/-/healthy`, `/-/ready`, `/-/reload` and a landing page at `/`.
 
-Handlers only read what the pollers finished; nothing here talks to a provider.
+Handlers only read what the pollers finished; nothing here talks to a provider. Every answer is
+counted in the server's own metrics (`exporter.runtime`), which /metrics carries after the targets.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import html
 import logging
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 from exporter import __version__
 from exporter.exposition import CONTENT_TYPE, Body
 from exporter.poller import TargetStatus
+from exporter.runtime import RuntimeMetrics
 from exporter.service import Exporter
 from exporter.webconfig import WWW_AUTHENTICATE, WebConfig
 
@@ -68,6 +71,10 @@ class ExporterHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     # Many scrapers may connect at once; the default backlog of 5 drops connections under load.
     request_queue_size = 128
+    # http.server sets SO_REUSEADDR, which on POSIX only allows a restart while old connections
+    # linger, but on Windows lets a socket bind a port another one listens on: a second exporter
+    # would start beside the first instead of failing. asyncio sets it on POSIX only as well.
+    allow_reuse_address = sys.platform != "win32"
 
     def __init__(self, address: tuple[str, int], exporter: Exporter, web_config: WebConfig | None = None, *,
                  reload: Callable[[], bool] | None = None, max_requests: int = DEFAULT_MAX_REQUESTS) -> None:
@@ -75,6 +82,7 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         self.exporter = exporter
         self.web_config = web_config or WebConfig()
         self.reload = reload
+        self.runtime = RuntimeMetrics()
         self.scrape_slots = threading.BoundedSemaphore(max_requests) if max_requests > 0 else None
         if ":" in host or host == "":
             self.address_family = socket.AF_INET6 if socket.has_ipv6 else socket.AF_INET
@@ -116,13 +124,34 @@ class Handler(BaseHTTPRequestHandler):
     timeout = 300
     server_version = f"sccm-package-exporter/{__version__}"
 
+    def version_string(self) -> str:
+        # The default adds "Python/3.x.y": no need to tell every client what runs behind the port.
+        return self.server_version
+
+    def handle_one_request(self) -> None:
+        # A request line that does not parse sets no path (a new connection has none, a reused
+        # one the previous request's): the answer to it (400, 414) is counted as `other`.
+        self.path = ""
+        super().handle_one_request()
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        super().send_response(code, message)
+        # Every answer passes here, those http.server sends itself (400, 414, 501) too.
+        self.server.runtime.http.count(handler_label(self.path), code)
+
     def do_GET(self) -> None:
-        self._handle(head=False)
+        with self.server.runtime.http.in_flight():
+            self._handle(head=False)
 
     def do_HEAD(self) -> None:
-        self._handle(head=True)
+        with self.server.runtime.http.in_flight():
+            self._handle(head=True)
 
     def do_POST(self) -> None:
+        with self.server.runtime.http.in_flight():
+            self._post()
+
+    def _post(self) -> None:
         self._head_only = False
         # A body sent with the POST is not read; the connection is not reused after it.
         self.close_connection = True
@@ -189,7 +218,8 @@ class Handler(BaseHTTPRequestHandler):
             slots.release()
 
     def _metrics(self) -> None:
-        self._send_body(self.server.exporter.metrics())
+        # The targets' part is cached; the exporter's own metrics are read now and go last.
+        self._send_body(self.server.exporter.metrics().extended(self.server.runtime.tail()))
 
     def _probe(self, query: str) -> None:
         names = parse_qs(query).get("target", [])
@@ -248,6 +278,18 @@ class Handler(BaseHTTPRequestHandler):
 
 
 _GET_PATHS = ("/metrics", "/probe", "/-/healthy", "/-/ready", "/")
+_HANDLERS = frozenset((*_GET_PATHS, "/-/reload"))
+
+
+def handler_label(target: str) -> str:
+    """The `handler` label of a request: its route, or `other`, so that a scanner trying paths
+    cannot add series without end."""
+    try:
+        path = urlsplit(target).path
+    except ValueError:  # e.g. `//[x`: no valid URL
+        return "other"
+    return path if path in _HANDLERS else "other"
+
 
 # Parts smaller than this are joined before they are written: fewer system calls and packets.
 _SMALL_PART = 64 * 1024

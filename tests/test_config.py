@@ -254,6 +254,13 @@ def test_password_file_loses_one_line_ending_only(tmp_path: Path, content: str, 
     assert target.auth.password == password
 
 
+def test_password_file_written_by_windows_powershell_with_a_bom_gives_the_password_without_it(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_bytes(b"\xef\xbb\xbfp\xc3\xa4ss\r\n")  # Set-Content -Encoding UTF8 on PS 5.1
+    text = document(winrm(auth={"password_env": DROP, "password_file": "pw"}))
+    (target,) = parse_config(text, base_dir=str(tmp_path), environ={}).targets
+    assert target.auth.password == "päss"
+
+
 def test_relative_paths_start_at_the_config_files_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "pw").write_text(SECRET)

@@ -30,6 +30,7 @@ from conftest import (
 )
 from datasets import Row, three_site_dataset
 from expected import check_target
+from prometheus_client.parser import text_string_to_metric_families
 from wsman_server import make_self_signed_cert
 
 FAMILIES = {
@@ -49,6 +50,18 @@ FAMILIES = {
     "sccm_collector_duration_seconds",
     "sccm_collector_errors_total",
 }
+# The exporter's own HTTP metrics and what prometheus_client's process and Python collectors give
+# (those may add families in a later version: the process_ and python_ ones are checked by name).
+HTTP_FAMILIES = {"sccm_exporter_http_requests_total", "sccm_exporter_http_requests_in_flight"}
+RUNTIME_FAMILIES = {
+    "process_resident_memory_bytes",
+    "process_open_fds",
+    "process_cpu_seconds_total",
+    "process_start_time_seconds",
+    "python_info",
+    "python_gc_objects_collected_total",
+}
+RUNTIME_PREFIXES = ("process_", "python_")
 OPTIONAL_FAMILIES = {
     "sccm_package_info",
     "sccm_package_source_version",
@@ -88,7 +101,9 @@ def test_demo_site_serves_every_family_complete_and_promtool_accepts_it(
     text = exporter.scrape()
     promtool_check_metrics(promtool, text)
     got = parse_samples(text)
-    assert set(got) == FAMILIES | OPTIONAL_FAMILIES
+    assert {name for name in got if not name.startswith(RUNTIME_PREFIXES)} == \
+        FAMILIES | OPTIONAL_FAMILIES | HTTP_FAMILIES
+    assert set(got) >= RUNTIME_FAMILIES
     demo = {k: v for k, v in got["sccm_package_status"].items() if dict(k)["target"] == "demo"}
     # Every row is one series, and the complete counts add up to exactly the rows served.
     rows_total = sum(v for k, v in got["sccm_package_status_rows"].items() if dict(k)["target"] == "demo")
@@ -126,10 +141,39 @@ def test_probe_serves_one_target_and_unknown_target_is_a_clear_404(
     got = parse_samples(text)
     assert {dict(k)["target"] for k in got["sccm_package_status"]} == {"other"}
     assert got["sccm_up"] == {labels(target="other"): 1.0}
+    assert "sccm_exporter_build_info" not in got  # the exporter's, not the target's: on /metrics only
     missing = exporter.get("/probe?target=nope")
     assert missing.status == 404
     assert "unknown target 'nope'" in missing.text and "demo, other" in missing.text
     assert exporter.get("/probe").status == 400
+
+
+def test_metrics_adds_the_exporters_own_process_python_and_http_metrics_and_a_probe_none(
+    tmp_path: Path, run_exporter: StartExporter, promtool: str
+) -> None:
+    exporter = run_exporter(demo_config(tmp_path))
+    exporter.wait_ready()
+    text = exporter.scrape()
+    promtool_check_metrics(promtool, text)
+    got = parse_samples(text)
+    assert set(got) >= RUNTIME_FAMILIES | HTTP_FAMILIES | {"sccm_exporter_build_info"}
+    assert got["process_resident_memory_bytes"][()] > 1e6 and got["process_open_fds"][()] > 2
+    assert all(family.documentation for family in text_string_to_metric_families(text))
+    assert got["sccm_exporter_http_requests_in_flight"] == {(): 1.0}  # this scrape
+    before = got["sccm_exporter_http_requests_total"]
+    assert before[labels(handler="/-/ready", code="200")] >= 1  # wait_ready's
+    assert exporter.get("/nothing-here").status == 404
+    assert exporter.get("/-/healthy").status == 200
+    zipped = exporter.get("/metrics", {"Accept-Encoding": "gzip"})
+    after = parse_samples(gunzip(zipped.body))["sccm_exporter_http_requests_total"]
+    for key, added in ((labels(handler="/metrics", code="200"), 1), (labels(handler="other", code="404"), 1),
+                       (labels(handler="/-/healthy", code="200"), 1)):
+        assert after[key] == before.get(key, 0) + added, key
+    probe = exporter.scrape("/probe?target=demo")
+    promtool_check_metrics(promtool, probe)
+    names = set(parse_samples(probe))
+    assert "sccm_package_status" in names
+    assert not {n for n in names if n.startswith(("process_", "python_", "sccm_exporter_"))}
 
 
 def test_health_ready_landing_page_and_gzip(tmp_path: Path, run_exporter: StartExporter) -> None:

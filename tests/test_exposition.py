@@ -12,6 +12,7 @@ goes stale between two polls.
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from types import MappingProxyType
@@ -40,6 +41,7 @@ from exporter.config import COLLECTORS, Collector, TargetConfig
 from exporter.errors import REASONS, PollError, Reason
 from exporter.exposition import Body, BodyCache, build_body, render
 from exporter.families import Exposition
+from exporter.gzipsplice import piece
 from exporter.poller import CollectorStatus, TargetPoller, TargetStatus
 from exporter.rows import enum_label
 
@@ -238,6 +240,27 @@ def test_a_body_does_not_copy_the_rendered_families() -> None:
     assert any(part is family.deflated for part in body.gzip_parts)
 
 
+def test_an_extended_body_adds_its_tail_without_copying_or_compressing_the_body_again() -> None:
+    status = status_of("abc", dataset_rows("ABC"), "all", "ABC")
+    assert status.data is not None
+    family = status.data.families["sccm_package_status"]
+    body = body_of(status)
+    spliced = piece([b"# HELP own_piece A piece made once.\n# TYPE own_piece gauge\nown_piece 1\n"])
+    fresh = b"# HELP own_bytes Bytes read now.\n# TYPE own_bytes gauge\nown_bytes 2\n"
+    longer = body.extended((spliced, fresh))
+    assert longer.text == body.text + spliced.chunks[0] + fresh
+    stream = zlib.decompressobj(wbits=31)
+    assert stream.decompress(longer.gzipped()) == longer.text
+    assert stream.eof and not stream.unused_data  # one gzip member, as Prometheus and every client read it
+    assert longer.length == len(longer.text) and longer.gzip_length == len(longer.gzipped())
+    assert any(part is chunk for part in longer.parts for chunk in family.chunks)
+    assert any(part is family.deflated for part in longer.gzip_parts)
+    assert any(part is spliced.deflated for part in longer.gzip_parts)
+    assert gzip.decompress(body.gzipped()) == body.text  # the cached body stays as it was
+    parsed = parse(longer.text.decode())
+    assert parsed["own_piece"][2] == {(): 1.0} and parsed["own_bytes"][2] == {(): 2.0}
+
+
 def test_body_cache_builds_once_per_generation() -> None:
     cache = BodyCache()
     first = status_of("abc", odd_rows())
@@ -258,8 +281,9 @@ def collector(name: Collector, up: bool = True, duration: float | None = 0.25, e
 
 
 def health_section(text: str, first: str) -> str:
-    """The lines of `text` from `# HELP first` up to the build info."""
-    return text[text.index(f"# HELP {first} "): text.index("# HELP sccm_exporter_build_info ")]
+    """The lines of `text` from `# HELP first` to its end: the health families close the targets' body
+    (the build info, which used to follow them, is on /metrics only: `exporter_families`)."""
+    return text[text.index(f"# HELP {first} "):]
 
 
 def collector_errors(target: str, name: str, **counts: int) -> str:

@@ -10,7 +10,7 @@ from conftest import render_rows, target_status
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collectors.package_status.row import PackageStatusRow
-from exporter.exposition import render
+from exporter.exposition import exporter_families, render
 from exporter.families import (
     CHUNK_LINES,
     Exposition,
@@ -153,7 +153,10 @@ def test_health_families_per_target_with_every_reason() -> None:
     assert errors == {"timeout": 2, "connection": 0, "auth": 0, "wmi_fault": 0, "parse": 0, "other": 0}
     assert [s.value for s in parsed["sccm_last_poll_success_timestamp_seconds"].samples] == [0.0]
     assert [s.value for s in parsed["sccm_poll_duration_seconds"].samples] == [2.5]
-    (info,) = parsed["sccm_exporter_build_info"].samples
+    # The build info is the exporter's, not the target's: /metrics carries it, a probe body does not.
+    assert "sccm_exporter_build_info" not in parsed
+    own = {f.name: f for f in text_string_to_metric_families(exporter_families(True, 1.0))}
+    (info,) = own["sccm_exporter_build_info"].samples
     assert set(info.labels) == {"version", "python_version"}
 
 

@@ -48,3 +48,11 @@ def test_a_refused_reload_changes_only_the_gauge() -> None:
     assert exporter.pollers == pollers
     assert f"{RELOAD_SUCCESSFUL.name} 1".encode() in before
     assert f"{RELOAD_SUCCESSFUL.name} 0".encode() in after  # the cached body was not served again
+
+
+def test_the_build_info_is_on_metrics_only_never_in_a_probe() -> None:
+    exporter = Exporter(config("one:5"))
+    assert b"sccm_exporter_build_info{" in exporter.metrics().text
+    probe = exporter.probe("one")
+    assert probe is not None and b'sccm_up{target="one"}' in probe.text
+    assert b"sccm_exporter_build_info" not in probe.text
