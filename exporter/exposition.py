@@ -65,11 +65,6 @@ _BUILD_INFO_LINES = (
 )
 
 
-def render(statuses: Sequence[TargetStatus]) -> str:
-    """These targets' families as text, one HELP/TYPE header per family (a /probe body for one)."""
-    return b"".join(build_body(statuses).parts).decode("utf-8")
-
-
 RELOAD_SUCCESSFUL = Family(
     "sccm_exporter_config_last_reload_successful", "gauge",
     "1 if the last reload of the configuration file (SIGHUP or POST /-/reload) succeeded, else 0.",

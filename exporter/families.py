@@ -119,5 +119,5 @@ class Exposition:
 
     @property
     def samples(self) -> dict[str, str]:
-        """Each family's sample lines as text (for tests and `exposition.render`; scrapes send bytes)."""
+        """Each family's sample lines as text (for tests; scrapes send bytes)."""
         return {name: family.text for name, family in self.families.items()}

@@ -36,6 +36,7 @@ from exporter.collectors.package_status.pages import PageReader
 from exporter.collectors.package_status.row import CLASS_NAME, PackageStatusRow, parse_item
 from exporter.collectors.spec import Reader, page_rows
 from exporter.errors import Reason
+from exporter.exposition import build_body
 from exporter.families import Exposition, PerRow
 from exporter.poller import CollectorStatus, TargetPoller, TargetStatus
 from exporter.sources.demo import content_item, dp_item, package_item, status_item
@@ -103,6 +104,11 @@ def status_rows(raw: RawPage, site: str = "ABC", reader: PageReader | None = Non
     """The SMS_PackageStatus rows of one reply as a poll reads them: by `reader` (the fast way)
     when given and it can, else instance by instance; a row that does not convert is a PollError."""
     return page_rows(ReplyPage(raw, None, CLASS_NAME), parse_item, site, reader)
+
+
+def render(statuses: list[TargetStatus]) -> str:
+    """These targets' families as text, one HELP/TYPE header per family (a /probe body for one)."""
+    return b"".join(build_body(statuses).parts).decode("utf-8")
 
 
 def render_rows(

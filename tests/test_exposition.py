@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from types import MappingProxyType
 from typing import Any
 
-from conftest import RowsSource, promtool_check_metrics, render_rows, target_status
+from conftest import RowsSource, promtool_check_metrics, render, render_rows, target_status
 from datasets import three_site_dataset
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
@@ -39,7 +39,7 @@ from exporter.collectors.package_status.row import (
 )
 from exporter.config import COLLECTORS, Collector, TargetConfig
 from exporter.errors import REASONS, PollError, Reason
-from exporter.exposition import Body, BodyCache, build_body, render
+from exporter.exposition import Body, BodyCache, build_body
 from exporter.families import Exposition
 from exporter.gzipsplice import piece
 from exporter.poller import CollectorStatus, TargetPoller, TargetStatus

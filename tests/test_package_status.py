@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from conftest import render_rows, target_status
+from conftest import render, render_rows, target_status
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collectors.package_status.row import PackageStatusRow
-from exporter.exposition import exporter_families, render
+from exporter.exposition import exporter_families
 from exporter.families import (
     CHUNK_LINES,
     Exposition,
