@@ -9,6 +9,7 @@ names the row).
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
@@ -92,6 +93,16 @@ def host_from_nal(value: str) -> str:
         if match:
             return match.group(1).strip()
     return text.strip("\\/")
+
+
+_NAL_SITE = re.compile(r"SMS_SITE=([A-Za-z0-9]+)")
+
+
+def site_from_nal(value: str | None, default: str) -> str:
+    """The site code in a NAL path (`MSWNET:["SMS_SITE=ABC"]...`), or `default` (the target's site)
+    when it names none: for classes that have a NAL path but no SiteCode."""
+    match = _NAL_SITE.search(value or "")
+    return sys.intern(match.group(1)) if match else default
 
 
 # --- Datetimes -------------------------------------------------------------------------------

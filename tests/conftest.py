@@ -30,6 +30,10 @@ from wsman_server import WSManServer
 
 from exporter.collectors import SPECS
 from exporter.collectors.dp_content_state import DPContentRow
+from exporter.collectors.dp_drive import DriveRow
+from exporter.collectors.dp_groups import GroupRow, MemberRow
+from exporter.collectors.dp_info import DPInfoRow
+from exporter.collectors.dp_status import DPStatusRow
 from exporter.collectors.package_info import PackageInfoRow
 from exporter.collectors.package_status.aggregate import PackageStatusAggregate
 from exporter.collectors.package_status.pages import PageReader
@@ -39,7 +43,16 @@ from exporter.errors import Reason
 from exporter.exposition import build_body
 from exporter.families import Exposition, PerRow
 from exporter.poller import CollectorStatus, TargetPoller, TargetStatus
-from exporter.sources.demo import content_item, dp_item, package_item, status_item
+from exporter.sources.demo import (
+    content_item,
+    dp_item,
+    dp_status_item,
+    drive_item,
+    group_item,
+    member_item,
+    package_item,
+    status_item,
+)
 from exporter.winrm.pages import RawPage, ReplyPage
 from exporter.wmi import Item, ItemsPage, Page, Query, Source
 
@@ -50,15 +63,13 @@ Samples = dict[str, dict[Labels, float]]
 def instance_of(row: Any) -> Item:
     """A typed row as a provider would send it, such that the collector reads back the row it
     exports: the server where a NAL path would be (test rows need not have a consistent one)."""
-    if isinstance(row, PackageStatusRow):
-        item = status_item(row)
-    elif isinstance(row, PackageInfoRow):
-        item = package_item(row)
-    elif isinstance(row, DPContentRow):
-        item = content_item(row)
-    else:
-        item = dp_item(row)
-    for path in ("PkgServer", "ServerNALPath", "NALPath"):
+    converters: list[tuple[type, Callable[[Any], Item]]] = [
+        (PackageStatusRow, status_item), (PackageInfoRow, package_item), (DPContentRow, content_item),
+        (DPInfoRow, dp_item), (DPStatusRow, dp_status_item), (DriveRow, drive_item), (GroupRow, group_item),
+        (MemberRow, member_item),
+    ]
+    item = next(convert(row) for kind, convert in converters if isinstance(row, kind))
+    for path in ("PkgServer", "ServerNALPath", "NALPath", "DPNALPath"):
         if path in item:
             item[path] = row.server
     return item
@@ -67,7 +78,9 @@ def instance_of(row: Any) -> Item:
 class RowsSource:
     """A test double of a source that thinks in typed rows: `rows_of(collector, deadline)` gives a
     collector's rows (lazily: it may raise after some), and they are answered as a provider would,
-    as instance text, a page per row, so that the collectors read them as they read any source."""
+    as instance text, a page per row, so that the collectors read them as they read any source.
+    A collector's rows answer its first class; its other classes (dp_groups' members) have none,
+    so that `rows_of` is asked once per poll."""
 
     def rows_of(self, collector: str, deadline: float) -> Iterator[Any]:
         raise NotImplementedError
@@ -75,6 +88,8 @@ class RowsSource:
     def read(self, query: Query, deadline: float) -> Iterator[Page]:
         collector = next(name for name, spec in SPECS.items()
                          if any(read.query.class_name == query.class_name for read in spec.reads))
+        if SPECS[collector].reads[0].query != query:
+            return
         for row in self.rows_of(collector, deadline):
             yield ItemsPage([instance_of(row)], lambda index: f"{query.class_name} row")
 

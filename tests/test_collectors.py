@@ -102,6 +102,9 @@ def test_each_collector_reads_its_class_and_its_families_are_served_in_order() -
         "package_info": "SMS_PackageBaseclass",
         "dp_content_state": "SMS_PackageStatusDistPointsSummarizer",
         "dp_info": "SMS_DistributionPointInfo",
+        "dp_status": "SMS_DPStatusInfo",
+        "dp_drive": "SMS_DistributionPointDriveInfo",
+        "dp_groups": "SMS_DistributionPointGroup and SMS_DPGroupMembers",
     }
     names = [family.name for family in DATA_FAMILIES]
     assert names[5:] == [
@@ -109,6 +112,11 @@ def test_each_collector_reads_its_class_and_its_families_are_served_in_order() -
         "sccm_package_source_timestamp_seconds",
         "sccm_dp_content_state", "sccm_dp_content_state_packages", "sccm_dp_content_last_copied_timestamp_seconds",
         "sccm_distribution_point_info", "sccm_distribution_point_groups",
+        "sccm_distribution_point_status", "sccm_distribution_point_status_packages",
+        "sccm_distribution_point_last_status_timestamp_seconds", "sccm_distribution_point_monitored",
+        "sccm_distribution_point_drive_free_bytes", "sccm_distribution_point_drive_size_bytes",
+        "sccm_dp_group_info", "sccm_dp_group_members", "sccm_dp_group_packages", "sccm_dp_group_out_of_sync_packages",
+        "sccm_dp_group_member",
     ]
     assert len(set(names)) == len(names)
     assert all(family.type == "gauge" and family.help for family in DATA_FAMILIES)

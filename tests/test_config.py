@@ -153,7 +153,8 @@ def test_design_example_loads(tmp_path: Path) -> None:
 def test_built_in_defaults_apply_when_left_out() -> None:
     (target,) = parse_config(document(winrm()), environ=ENV).targets
     assert (target.interval, target.timeout, target.per_row, target.stale_after) == (300, 120, "all", 900)
-    assert target.collectors == DEFAULT_COLLECTORS == {"package_status", "package_info", "dp_info"}
+    assert target.collectors == DEFAULT_COLLECTORS == {
+        "package_status", "package_info", "dp_info", "dp_status", "dp_drive", "dp_groups"}
     assert (target.scheme, target.port, target.site_code) == ("https", 5986, None)
     assert (target.auth.message_encryption, target.auth.allow_unencrypted, target.tls.verify) == (
         "auto", False, True,
@@ -890,14 +891,14 @@ def test_parallel_enumerations_belongs_to_winrm_targets_only() -> None:
 def test_unknown_collector() -> None:
     assert the_error(document(winrm(collectors=["package_info", "dp_infos"]))) == (
         "targets[0].collectors[1]: unknown collector 'dp_infos'; allowed: package_status, package_info, "
-        "dp_content_state, dp_info; did you mean 'dp_info'?"
+        "dp_content_state, dp_info, dp_status, dp_drive, dp_groups; did you mean 'dp_info'?"
     )
 
 
 def test_collectors_are_a_list_not_a_mapping() -> None:
     assert the_error(document(winrm(), defaults={"collectors": {"dp_info": True}})) == (
         "defaults.collectors: must be a list of collector names such as [package_info, dp_info] (got a mapping); "
-        "allowed: package_status, package_info, dp_content_state, dp_info"
+        "allowed: package_status, package_info, dp_content_state, dp_info, dp_status, dp_drive, dp_groups"
     )
 
 

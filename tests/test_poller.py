@@ -13,7 +13,10 @@ import pytest
 from conftest import RowsSource, wait_for_polls
 
 from exporter.collectors.dp_content_state import DPContentRow
+from exporter.collectors.dp_drive import DriveRow
+from exporter.collectors.dp_groups import GroupRow
 from exporter.collectors.dp_info import DPInfoRow
+from exporter.collectors.dp_status import DPStatusRow
 from exporter.collectors.package_info import PackageInfoRow
 from exporter.collectors.package_status.row import PackageStatusRow
 from exporter.config import COLLECTORS, Collector, TargetConfig
@@ -149,11 +152,15 @@ CONTENT = DPContentRow("ABC", "ABC00001", "DP01", 0, 1.0)
 DP = DPInfoRow("ABC", "DP01", groups=2)
 GOOD: dict[Collector, list[Any]] = {
     "package_status": [ROW], "package_info": [INFO], "dp_content_state": [CONTENT], "dp_info": [DP],
+    "dp_status": [DPStatusRow("ABC", "DP01", 1)], "dp_drive": [DriveRow("ABC", "DP01", "D:", 1, 2)],
+    "dp_groups": [GroupRow("{G1}", "All DPs", 1, 2, 0)],
 }
 # The first family of each collector: what shows its data is served.
 FIRST_FAMILY: dict[Collector, str] = {
     "package_status": "sccm_package_status", "package_info": "sccm_package_info",
     "dp_content_state": "sccm_dp_content_state", "dp_info": "sccm_distribution_point_info",
+    "dp_status": "sccm_distribution_point_status", "dp_drive": "sccm_distribution_point_drive_free_bytes",
+    "dp_groups": "sccm_dp_group_info",
 }
 
 Step = list[Any] | BaseException | str
@@ -209,7 +216,8 @@ def test_every_enabled_collector_is_read_and_served_package_status_first() -> No
     poller = TargetPoller(collectors_target(), CollectorsSource())
     poller.poll_once()
     status = poller.status()
-    assert [c.name for c in status.collectors] == ["package_status", "package_info", "dp_content_state", "dp_info"]
+    assert [c.name for c in status.collectors] == ["package_status", "package_info", "dp_content_state", "dp_info",
+                                                   "dp_status", "dp_drive", "dp_groups"]
     assert status.up and all(c.up and not c.stale for c in status.collectors)
     assert served(status) == set(COLLECTORS)
     assert status.data is by_name(status)["package_status"].data
@@ -252,8 +260,8 @@ def test_package_status_failing_sets_sccm_up_to_0_and_the_optional_collectors_ar
     status = poller.status()
     assert not status.up and status.last_success is None and status.errors["auth"] == 1
     assert status.last_reason == "auth" and by_name(status)["package_status"].errors["auth"] == 1
-    assert [c.name for c in status.collectors if c.up] == ["package_info", "dp_content_state", "dp_info"]
-    assert served(status) == {"package_info", "dp_content_state", "dp_info"}
+    assert [c.name for c in status.collectors if c.up] == ["package_info", "dp_content_state", "dp_info", "dp_status", "dp_drive", "dp_groups"]
+    assert served(status) == {"package_info", "dp_content_state", "dp_info", "dp_status", "dp_drive", "dp_groups"}
 
 
 def test_last_poll_success_timestamp_follows_package_status() -> None:
@@ -278,7 +286,7 @@ def test_errors_are_counted_per_collector_and_reason_over_polls() -> None:
     collectors = by_name(poller.status())
     assert {name: {r: n for r, n in c.errors.items() if n} for name, c in collectors.items()} == {
         "package_status": {}, "package_info": {"auth": 2}, "dp_content_state": {},
-        "dp_info": {"wmi_fault": 1, "parse": 2},
+        "dp_info": {"wmi_fault": 1, "parse": 2}, "dp_status": {}, "dp_drive": {}, "dp_groups": {},
     }
     assert collectors["package_info"].up and collectors["package_info"].last_reason is None
     assert not collectors["dp_info"].up and collectors["dp_info"].last_error == "bad"
@@ -309,7 +317,7 @@ def test_a_failed_collector_serves_its_last_good_data_until_stale_after_then_dro
     status = poller.status()
     collector = by_name(status)["package_info"]
     assert collector.stale and collector.data is None
-    assert served(status) == {"package_status", "dp_content_state", "dp_info"}
+    assert served(status) == {"package_status", "dp_content_state", "dp_info", "dp_status", "dp_drive", "dp_groups"}
     assert not status.stale and status.up and status.data is not None  # a collector that is up is never stale
     assert not collector.up and collector.errors["connection"] == 1  # health stays
 
@@ -329,11 +337,11 @@ def test_collectors_go_stale_independently_of_each_other() -> None:
     clock.now = 1121.0
     first = poller.status()
     assert by_name(first)["package_info"].stale and not by_name(first)["dp_info"].stale
-    assert served(first) == {"package_status", "dp_content_state", "dp_info"}
+    assert served(first) == {"package_status", "dp_content_state", "dp_info", "dp_status", "dp_drive", "dp_groups"}
     clock.now = 1171.0
     second = poller.status()
     assert by_name(second)["dp_info"].stale
-    assert served(second) == {"package_status", "dp_content_state"}
+    assert served(second) == {"package_status", "dp_content_state", "dp_status", "dp_drive", "dp_groups"}
     assert first.generation != second.generation and first.polls == second.polls
 
 
@@ -364,11 +372,12 @@ def test_a_hanging_collector_times_out_alone_and_the_others_results_are_recorded
     assert collectors["dp_content_state"].last_error == (
         "SMS_PackageStatusDistPointsSummarizer not read within timeout 0.3s"
     )
-    assert served(status) == {"package_status", "package_info", "dp_info"}
+    assert served(status) == {"package_status", "package_info", "dp_info", "dp_status", "dp_drive", "dp_groups"}
 
     poller.poll_once()  # its read still hangs: counted again, not started again; the others run
     collectors = by_name(poller.status())
-    assert source.reads == Counter({"package_status": 2, "package_info": 2, "dp_info": 2, "dp_content_state": 1})
+    assert source.reads == Counter({"package_status": 2, "package_info": 2, "dp_info": 2, "dp_content_state": 1,
+                                    "dp_status": 2, "dp_drive": 2, "dp_groups": 2})
     assert collectors["dp_content_state"].errors["timeout"] == 2
     assert collectors["dp_content_state"].last_error == (
         "previous read of SMS_PackageStatusDistPointsSummarizer still running past its deadline"

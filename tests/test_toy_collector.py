@@ -81,10 +81,10 @@ def package_with_the_toy(tmp_path: Path) -> Path:
     shutil.copytree(source, root / "exporter", ignore=shutil.ignore_patterns("__pycache__"))
     (root / TOY_MODULE).write_text(TOY, encoding="utf-8")
     registry = (root / REGISTRY).read_text(encoding="utf-8")
-    imports = "from exporter.collectors import dp_content_state, dp_info, package_info, package_status"
-    assert imports in registry and "        dp_info.SPEC,\n" in registry
-    registry = registry.replace(imports, imports + ", toy").replace("        dp_info.SPEC,\n",
-                                                                    "        dp_info.SPEC,\n        toy.SPEC,\n")
+    imports, last_spec = "    package_status,\n)\n", "        dp_groups.SPEC,\n"
+    assert imports in registry and last_spec in registry
+    registry = registry.replace(imports, "    package_status,\n    toy,\n)\n").replace(last_spec,
+                                                                                   last_spec + "        toy.SPEC,\n")
     (root / REGISTRY).write_text(registry, encoding="utf-8")
     return root
 

@@ -10,7 +10,15 @@ the exporter names one.
 
 from __future__ import annotations
 
-from exporter.collectors import dp_content_state, dp_info, package_info, package_status
+from exporter.collectors import (
+    dp_content_state,
+    dp_drive,
+    dp_groups,
+    dp_info,
+    dp_status,
+    package_info,
+    package_status,
+)
 from exporter.collectors.spec import CollectorSpec
 from exporter.families import Family
 
@@ -22,6 +30,9 @@ SPECS: dict[str, CollectorSpec] = {
         package_info.SPEC,
         dp_content_state.SPEC,
         dp_info.SPEC,
+        dp_status.SPEC,
+        dp_drive.SPEC,
+        dp_groups.SPEC,
     )
 }
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import uuid
 import zlib
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
@@ -53,9 +54,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 
-from exporter.collectors import dp_content_state, dp_info, package_info
+from exporter.collectors import dp_content_state, dp_drive, dp_groups, dp_info, dp_status, package_info
 from exporter.collectors.dp_content_state import DPContentRow
+from exporter.collectors.dp_drive import DriveRow
+from exporter.collectors.dp_groups import GroupRow, MemberRow
 from exporter.collectors.dp_info import DPInfoRow
+from exporter.collectors.dp_status import DPStatusRow
 from exporter.collectors.package_info import PackageInfoRow
 from exporter.collectors.package_status.row import CLASS_NAME as PACKAGE_STATUS
 from exporter.collectors.package_status.row import TYPE_COPY, TYPE_MASTER, PackageStatusRow
@@ -139,6 +143,8 @@ class DemoSite:
     packages: tuple[_Package, ...]
     catalog: tuple[_CatalogEntry, ...]  # per package: what SMS_PackageBaseclass says of it
     distribution_points: tuple[DPInfoRow, ...]  # per DP: its SMS_DistributionPointInfo row
+    groups: tuple[_Group, ...]  # the DP groups, each with its members (DP indexes)
+    drives: tuple[tuple[DriveRow, ...], ...]  # per DP: its drives
 
     @classmethod
     def build(cls, site_code: str, packages: int, servers: int, seed: int) -> DemoSite:
@@ -169,7 +175,9 @@ class DemoSite:
         return cls(
             site_code=site_code, seed=seed, master=master, servers=dps, packages=pkgs,
             catalog=_catalog(seed, pkgs),
-            distribution_points=_distribution_points(site_code, seed, dps),
+            distribution_points=(points := _distribution_points(site_code, seed, dps))[0],
+            groups=points[1],
+            drives=_drives(site_code, seed, dps),
         )
 
     def rows_at(self, t: float) -> list[PackageStatusRow]:
@@ -285,6 +293,47 @@ class DemoSite:
         nothing to do, where a list of 400,000 made it walk the whole heap several times."""
         for index in range(len(self.packages)):
             yield from self._content_rows(self.snapshot(index, t, None if hints is None else hints[index]))
+
+    def dp_status_at(self, t: float, hints: Sequence[_Snapshot | None] | None = None) -> list[DPStatusRow]:
+        """Every DP's `SMS_DPStatusInfo` row at `t`: its COPY rows counted by state (installed; sent,
+        received or retrying: in progress; failed: error; being removed: unknown), the console's state
+        (error when any failed, else in progress when any is on its way, else success) and its
+        latest status message (the newest UpdateTime of its COPY rows)."""
+        counts = [[0, 0, 0, 0] for _ in self.servers]
+        latest: list[float | None] = [None] * len(self.servers)
+        for index in range(len(self.packages)):
+            snapshot = self.snapshot(index, t, None if hints is None else hints[index])
+            for dp, row in enumerate(snapshot.rows[1:]):
+                counts[dp][_DP_STATE_COUNT[row.status]] += 1
+                moment = latest[dp]
+                if row.update_time is not None and (moment is None or row.update_time > moment):
+                    latest[dp] = row.update_time
+        rows = []
+        for dp, server in enumerate(self.servers):
+            installed, in_progress, errors, unknown = counts[dp]
+            state = _DP_ERROR if errors else _DP_IN_PROGRESS if in_progress else _DP_SUCCESS
+            rows.append(DPStatusRow(self.site_code, server.host, state, latest[dp], installed, in_progress, errors,
+                                    unknown, monitored=not self.distribution_points[dp].pull))
+        return rows
+
+    def groups_at(self, t: float, hints: Sequence[_Snapshot | None] | None = None) -> list[GroupRow]:
+        """Every DP group's `SMS_DistributionPointGroup` row at `t`: every package is assigned to every
+        group (Distribution Manager sends each to every DP), and is out of sync in a group while a
+        member's COPY row of it is not installed."""
+        out_of_sync = [0] * len(self.groups)
+        for index in range(len(self.packages)):
+            snapshot = self.snapshot(index, t, None if hints is None else hints[index])
+            behind = {dp for dp, row in enumerate(snapshot.rows[1:]) if row.status != INSTALLED}
+            for number, group in enumerate(self.groups):
+                if behind.intersection(group.members):
+                    out_of_sync[number] += 1
+        return [GroupRow(group.group_id, group.name, len(group.members), len(self.packages), late)
+                for group, late in zip(self.groups, out_of_sync, strict=True)]
+
+    def members(self) -> list[MemberRow]:
+        """Every `SMS_DPGroupMembers` row: one per (group, member DP)."""
+        return [MemberRow(group.group_id, self.site_code, self.servers[dp].host)
+                for group in self.groups for dp in group.members]
 
     def _content_rows(self, snapshot: _Snapshot) -> list[DPContentRow]:
         """The summariser's rows of one package, one per COPY row of the snapshot."""
@@ -499,10 +548,53 @@ def _catalog(seed: int, packages: Sequence[_Package]) -> tuple[_CatalogEntry, ..
 _PULL_SHARE = 1 / 3  # the DPs with the slowest links: branch offices pulling from a source DP
 _PXE_SHARE = 0.45
 _NO_GROUP_RATE = 0.05  # DPs added lately, in no group yet
+_ALL_DPS, _PXE_DPS, _PROJECT = "All distribution points", "PXE distribution points", "Windows 11 rollout"
+_REGIONS = ("Region North", "Region South", "Region West")
+_GROUP_NAMES = (_ALL_DPS, *_REGIONS, _PXE_DPS, _PROJECT)
+# SMS_DPStatusInfo.MessageState, and which of its counts a COPY row's Status falls in.
+_DP_SUCCESS, _DP_IN_PROGRESS, _DP_ERROR = 1, 2, 3
+_DP_STATE_COUNT = {INSTALLED: 0, SENT: 1, RECEIVED: 1, RETRY: 1, FAILED: 2, REMOVED: 3, PENDING_REMOVE: 3}
+_KB_PER_GIB = 1024 * 1024
 
 
-def _distribution_points(site_code: str, seed: int, servers: Sequence[_Server]) -> tuple[DPInfoRow, ...]:
-    """Each DP's `SMS_DistributionPointInfo` row: a pure function of (seed, the DPs' links)."""
+@dataclass(frozen=True, slots=True)
+class _Group:
+    group_id: str
+    name: str
+    members: tuple[int, ...]  # DP indexes
+
+
+def _group_id(seed: int, name: str) -> str:
+    """A group's `{GUID}`, as ConfigMgr writes it, stable for a seed."""
+    return "{" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"sccm-demo/{seed}/{name}")).upper() + "}"
+
+
+def _drives(site_code: str, seed: int, servers: Sequence[_Server]) -> tuple[tuple[DriveRow, ...], ...]:
+    """Each DP's drives: the system drive and the content library's, its free share drawn per DP
+    (one DP in twelve nearly full: the usual reason content stops arriving); now and then a third
+    drive whose size the DP does not report (a negative BytesTotal, as the class says unknown)."""
+    rng = random.Random(f"{seed}/drives")
+    drives = []
+    for dp, server in enumerate(servers):
+        system_gib = rng.choice((100, 127, 200))
+        library_gib = rng.choice((500, 1024, 2048))
+        share = rng.uniform(0.04, 0.08) if dp % 12 == 5 else rng.uniform(0.2, 0.7)
+        own = [
+            DriveRow(site_code, server.host, "C:", round(system_gib * rng.uniform(0.3, 0.6) * _KB_PER_GIB),
+                     system_gib * _KB_PER_GIB),
+            DriveRow(site_code, server.host, "D:", round(library_gib * share * _KB_PER_GIB), library_gib * _KB_PER_GIB),
+        ]
+        if rng.random() < 0.1:
+            own.append(DriveRow(site_code, server.host, "E:", 0, -1))
+        drives.append(tuple(own))
+    return tuple(drives)
+
+
+def _distribution_points(
+    site_code: str, seed: int, servers: Sequence[_Server]
+) -> tuple[tuple[DPInfoRow, ...], tuple[_Group, ...]]:
+    """Each DP's `SMS_DistributionPointInfo` row and the DP groups they are in: a pure function of
+    (seed, the DPs' links). A DP's GroupCount is the number of groups it is a member of."""
     rng = random.Random(f"{seed}/dp-info")
     count = len(servers)
     slowest = sorted(range(count), key=lambda dp: servers[dp].link, reverse=True)
@@ -518,15 +610,22 @@ def _distribution_points(site_code: str, seed: int, servers: Sequence[_Server]) 
     # the draws after it, and so every DP's groups, are what they always were for a seed.
     rng.sample(sorted(pull), min(len(pull), count // 40))
     rows = []
+    members: dict[str, list[int]] = {name: [] for name in _GROUP_NAMES}
     for dp, server in enumerate(servers):
         # All DPs; its region, mostly; the PXE DPs; now and then a project's group.
         grouped = rng.random() >= _NO_GROUP_RATE
-        groups = 1 + (rng.random() < 0.85) + (dp in pxe) + (rng.random() < 0.15) if grouped else 0
+        region = grouped and rng.random() < 0.85
+        project = grouped and rng.random() < 0.15
+        chosen = [_ALL_DPS] * grouped + [_REGIONS[dp % len(_REGIONS)]] * region + [_PXE_DPS] * (grouped and dp in pxe)
+        chosen += [_PROJECT] * project
+        for name in chosen:
+            members[name].append(dp)
         rows.append(DPInfoRow(
             site=site_code, server=server.host, pull=dp in pull, pxe=dp in pxe, multicast=dp in multicast,
-            internet_facing=dp in internet, groups=groups,
+            internet_facing=dp in internet, groups=len(chosen),
         ))
-    return tuple(rows)
+    groups = tuple(_Group(_group_id(seed, name), name, tuple(dps)) for name, dps in members.items() if dps)
+    return tuple(rows), groups
 
 
 # SMS_PackageStatus.Status of a COPY row -> the console's state of the package on the DP
@@ -585,6 +684,33 @@ def content_item(row: DPContentRow) -> Item:
     }
 
 
+def dp_status_item(row: DPStatusRow) -> Item:
+    return {
+        "NALPath": nal_path(row.server, row.site), "Name": row.server, "MessageState": _integer(row.state),
+        "LastStatusTime": _datetime(row.last_status), "NumberErrors": str(row.errors),
+        "NumberInProgress": str(row.in_progress), "NumberInstalled": str(row.installed),
+        "NumberUnknown": str(row.unknown), "IsDPMonEnabled": _flag(row.monitored),
+    }
+
+
+def drive_item(row: DriveRow) -> Item:
+    return {
+        "NALPath": nal_path(row.server, row.site), "SiteCode": row.site, "Drive": row.drive,
+        "BytesFree": _integer(row.free_kb), "BytesTotal": _integer(row.total_kb),
+    }
+
+
+def group_item(row: GroupRow) -> Item:
+    return {
+        "GroupID": row.group_id, "Name": row.name, "MemberCount": _integer(row.members),
+        "ContentCount": _integer(row.packages), "OutOfSyncContentCount": _integer(row.out_of_sync),
+    }
+
+
+def member_item(row: MemberRow) -> Item:
+    return {"GroupID": row.group_id, "DPNALPath": nal_path(row.server, row.site)}
+
+
 def dp_item(row: DPInfoRow) -> Item:
     return {
         "NALPath": nal_path(row.server, row.site), "ServerName": row.server, "SiteCode": row.site,
@@ -626,6 +752,14 @@ class DemoSource:
             items = [content_item(row) for row in self.dp_content_state_at(t)]
         elif query.class_name == dp_info.CLASS_NAME:
             items = [dp_item(row) for row in self.site.distribution_points]
+        elif query.class_name == dp_status.CLASS_NAME:
+            items = [dp_status_item(row) for row in self.site.dp_status_at(t, tuple(self._snapshots))]
+        elif query.class_name == dp_drive.CLASS_NAME:
+            items = [drive_item(row) for drives in self.site.drives for row in drives]
+        elif query.class_name == dp_groups.GROUP_CLASS:
+            items = [group_item(row) for row in self.site.groups_at(t, tuple(self._snapshots))]
+        elif query.class_name == dp_groups.MEMBER_CLASS:
+            items = [member_item(row) for row in self.site.members()]
         else:
             raise PollError("wmi_fault", f"invalid class {query.class_name}: the demo site does not simulate it",
                             wmi_code=_WBEM_E_INVALID_CLASS)
