@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import base64
 import random
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -234,6 +235,13 @@ PROVIDER_LOCATION = "SMS_ProviderLocation"
 PACKAGE_BASECLASS = "SMS_PackageBaseclass"
 DP_CONTENT_SUMMARIZER = "SMS_PackageStatusDistPointsSummarizer"
 DP_INFO = "SMS_DistributionPointInfo"
+DP_STATUS = "SMS_DPStatusInfo"
+DP_DRIVE = "SMS_DistributionPointDriveInfo"
+DP_GROUP = "SMS_DistributionPointGroup"
+DP_GROUP_MEMBERS = "SMS_DPGroupMembers"
+UNKNOWN_MESSAGE_STATE = 4
+NASTY_GROUP_NAME = 'Zweigstellen "Süd" \\ Düsseldorf & <Köln>'
+"""A DP group name for label escaping: double quotes, a backslash, non-ASCII, ``&`` and ``<``."""
 
 UNKNOWN_PACKAGE_TYPE = 42
 UNKNOWN_STATE = 11
@@ -525,15 +533,110 @@ def make_dp_info(site_code: str, servers: int, seed: int) -> list[Row]:
     return rows
 
 
+def make_dp_status(site_code: str, status_rows: list[Row], servers: int, seed: int) -> list[Row]:
+    """SMS_DPStatusInfo instances for DPs ``dp_host(site_code, 1..servers)``, counted from the COPY rows.
+
+    ``NumberInstalled`` the DP's COPY rows installed, ``NumberInProgress`` those sent, received or
+    retrying, ``NumberErrors`` the failed ones, ``NumberUnknown`` the rest; ``MessageState`` 3 (error)
+    with errors, else 2 (in progress) with some in progress, else 1. Then oddities: the first DP
+    has a nil ``LastStatusTime`` and ``IsDPMonEnabled``, one DP the unknown ``MessageState`` 4, one
+    a nil ``MessageState`` (a DP that never reported) and nil counts. NAL paths carry the site;
+    every instance also has properties the exporter does not ask for (``MessageCount``, ``Version``).
+    """
+    rng = random.Random(f"{site_code}:{seed}:{DP_STATUS}")
+    rows: list[Row] = []
+    for index in range(1, servers + 1):
+        host = dp_host(site_code, index)
+        mine = [r for r in status_rows if r["Type"] == 2 and _host_of_pkg_server(r["PkgServer"]) == host]
+        counts = Counter("installed" if r["Status"] == 3 else "in_progress" if r["Status"] in (1, 2, 4)
+                         else "errors" if r["Status"] == 5 else "unknown" for r in mine)
+        times = [r["UpdateTime"] for r in mine if r["UpdateTime"] is not None]
+        state = 3 if counts["errors"] else 2 if counts["in_progress"] else 1
+        rows.append({
+            "IsDPMonEnabled": rng.random() < 0.8, "IsMulticast": False, "IsPXE": index == 1, "IsPullDP": False,
+            "LastStatusTime": max(times) if times else None, "MessageCount": rng.randint(0, 500),
+            "MessageState": state, "NALPath": nal_path(host, site_code), "Name": host,
+            "NumberErrors": counts["errors"], "NumberInProgress": counts["in_progress"],
+            "NumberInstalled": counts["installed"], "NumberUnknown": counts["unknown"],
+            "Version": "5.00.9122.1000",
+        })
+    if rows:
+        rows[0]["LastStatusTime"] = None
+        rows[0]["IsDPMonEnabled"] = None
+    if len(rows) >= 3:
+        rows[1]["MessageState"] = UNKNOWN_MESSAGE_STATE
+        rows[2].update(MessageState=None, NumberErrors=None, NumberInProgress=None, NumberInstalled=None,
+                       NumberUnknown=None, LastStatusTime=None)
+    return rows
+
+
+def make_dp_drives(site_code: str, servers: int, seed: int) -> list[Row]:
+    """SMS_DistributionPointDriveInfo instances: drives ``C:`` and ``D:`` (the content library) of each
+    DP, sizes in KB; the second DP's ``D:`` nearly full; one more drive of unknown size (``BytesTotal``
+    -1) on the first DP; ``SiteCode`` empty on one row (the NAL path's site then); properties the
+    exporter does not ask for (``PercentFree``, ``Status``, ``ConttentLibPriority``, misspelled as
+    in the real class).
+    """
+    rng = random.Random(f"{site_code}:{seed}:{DP_DRIVE}")
+    gib = 1024 * 1024
+    rows: list[Row] = []
+    for index in range(1, servers + 1):
+        host = dp_host(site_code, index)
+        for drive, total in (("C:", rng.choice((100, 127, 200)) * gib), ("D:", rng.choice((500, 1024, 2048)) * gib)):
+            share = 0.03 if (index, drive) == (2, "D:") else rng.uniform(0.2, 0.8)
+            free = int(total * share)
+            rows.append({
+                "BytesFree": free, "BytesTotal": total, "ConttentLibPriority": 1 if drive == "D:" else 2,
+                "Drive": drive, "NALPath": nal_path(host, site_code), "ObjectType": 0,
+                "PercentFree": int(100 * free / total), "PkgSharePriority": 1, "SiteCode": site_code,
+                "Status": 0,
+            })
+    if rows:
+        rows.append({**rows[0], "Drive": "E:", "BytesFree": 0, "BytesTotal": -1, "PercentFree": 0})
+        rows[1]["SiteCode"] = ""
+    return rows
+
+
+def make_dp_groups(site_code: str, servers: int, seed: int) -> tuple[list[Row], list[Row]]:
+    """SMS_DistributionPointGroup and SMS_DPGroupMembers instances: "All DPs" (every DP), a region of
+    about half the DPs (``NASTY_GROUP_NAME``), "PXE DPs" (DP01) and an empty group; counts as the
+    class has them (one group out of sync), one group with nil counts.
+    """
+    rng = random.Random(f"{site_code}:{seed}:{DP_GROUP}")
+    hosts = [dp_host(site_code, index) for index in range(1, servers + 1)]
+    region = [h for h in hosts if rng.random() < 0.5] or hosts[:1]
+    layout: tuple[tuple[str, list[str]], ...] = (
+        ("All DPs", hosts), (NASTY_GROUP_NAME, region), ("PXE DPs", hosts[:1]), ("Not yet used", []),
+    )
+    groups: list[Row] = []
+    members: list[Row] = []
+    for number, (name, group_hosts) in enumerate(layout, 1):
+        group_id = f"{{{site_code}{number:05d}-0000-4000-8000-{rng.randrange(16**12):012X}}}"
+        groups.append({
+            "CollectionCount": rng.randint(0, 5), "ContentCount": rng.randint(5, 60) if group_hosts else 0,
+            "ContentInSync": True, "Description": "", "GroupID": group_id, "MemberCount": len(group_hosts),
+            "Name": name, "OutOfSyncContentCount": 0, "SourceSite": site_code,
+        })
+        members += [{"DPNALPath": nal_path(host, site_code), "GroupID": group_id} for host in group_hosts]
+    groups[1].update(OutOfSyncContentCount=min(3, groups[1]["ContentCount"]), ContentInSync=False)
+    groups[3].update(MemberCount=None, ContentCount=None, OutOfSyncContentCount=None)
+    return groups, members
+
+
 def make_site_classes(site_code: str, packages: int, servers: int, seed: int) -> dict[str, list[Row]]:
-    """Every class of a site namespace: SMS_PackageStatus (``make_site``) and the three optional ones."""
+    """Every class of a site namespace: SMS_PackageStatus (``make_site``) and the optional collectors'."""
     status = make_site(site_code, packages, servers, seed)
     info = make_package_info(site_code, packages, seed)
+    groups, members = make_dp_groups(site_code, servers, seed)
     return {
         PACKAGE_STATUS: status,
         PACKAGE_BASECLASS: info,
         DP_CONTENT_SUMMARIZER: make_dp_content(site_code, status, info, seed),
         DP_INFO: make_dp_info(site_code, servers, seed),
+        DP_STATUS: make_dp_status(site_code, status, servers, seed),
+        DP_DRIVE: make_dp_drives(site_code, servers, seed),
+        DP_GROUP: groups,
+        DP_GROUP_MEMBERS: members,
     }
 
 

@@ -6,7 +6,8 @@ they are checked against one independent reading of the data, not against the ex
 `check_target` checks the `package_status` families; `check_package_info`, `check_dp_content_state`
 and `check_dp_info` the optional collectors' (docs/metrics.md), each comparing
 the whole family of that target for exact equality (timestamps to a microsecond);
-`check_collectors` runs the three on a site's classes and checks that disabled collectors serve
+`check_dp_status`, `check_dp_drive`, `check_dp_groups` the DP collectors';
+`check_collectors` runs them on a site's classes and checks that disabled collectors serve
 nothing.  `got` is what `conftest.parse_samples` returns (label values unescaped).
 """
 
@@ -21,7 +22,11 @@ import pytest
 from conftest import Labels, Samples, labels
 from datasets import (
     DP_CONTENT_SUMMARIZER,
+    DP_DRIVE,
+    DP_GROUP,
+    DP_GROUP_MEMBERS,
     DP_INFO,
+    DP_STATUS,
     PACKAGE_BASECLASS,
     THREE_SITES,
     Row,
@@ -104,7 +109,16 @@ COLLECTOR_FAMILIES: dict[str, tuple[str, ...]] = {
     "dp_content_state": ("sccm_dp_content_state", "sccm_dp_content_state_packages",
                          "sccm_dp_content_last_copied_timestamp_seconds"),
     "dp_info": ("sccm_distribution_point_info", "sccm_distribution_point_groups"),
+    "dp_status": ("sccm_distribution_point_status", "sccm_distribution_point_status_packages",
+                  "sccm_distribution_point_last_status_timestamp_seconds", "sccm_distribution_point_monitored"),
+    "dp_drive": ("sccm_distribution_point_drive_free_bytes", "sccm_distribution_point_drive_size_bytes"),
+    "dp_groups": ("sccm_dp_group_info", "sccm_dp_group_members", "sccm_dp_group_packages",
+                  "sccm_dp_group_out_of_sync_packages", "sccm_dp_group_member"),
 }
+DEFAULT_COLLECTORS = ("package_info", "dp_info", "dp_status", "dp_drive", "dp_groups")
+MESSAGE_STATE = {1: "success", 2: "in_progress", 3: "error"}
+# The site code a NAL path names (what tests/datasets.py writes).
+_NAL_SITE = re.compile(r"SMS_SITE=([A-Za-z0-9]+)")
 # The host in `\\host\` at the end of a NAL or UNC path (what tests/datasets.py writes).
 _TRAILING_HOST = re.compile(r"\\\\([^\\]+)\\?$")
 
@@ -227,9 +241,71 @@ def check_dp_info(got: Samples, target: str, site: str, rows: list[Row]) -> None
     assert family_of(got, "sccm_distribution_point_groups", target) == groups
 
 
+def _nal_site(value: str | None, site: str) -> str:
+    match = _NAL_SITE.search(value or "")
+    return match.group(1) if match else site
+
+
+def _timestamp(value: Any) -> float:
+    return float(value.timestamp())
+
+
+def check_dp_status(got: Samples, target: str, site: str, rows: list[Row]) -> None:
+    """The dp_status families of `target` are exactly those of `rows` (SMS_DPStatusInfo): `state` by
+    MessageState (its number when unknown, no series when nil), all four package counts (nil: 0),
+    the last status time where there is one, monitored 1/0 (nil: 0)."""
+
+    def ids(r: Row) -> dict[str, str]:
+        return {"target": target, "site": _nal_site(r["NALPath"], site), "server": path_host(r["NALPath"])}
+
+    status = {labels(**ids(r), state=enum_text(r["MessageState"], MESSAGE_STATE)): 1.0
+              for r in rows if r["MessageState"] is not None}
+    assert family_of(got, "sccm_distribution_point_status", target) == status
+    counts = {("installed", "NumberInstalled"), ("in_progress", "NumberInProgress"), ("error", "NumberErrors"),
+              ("unknown", "NumberUnknown")}
+    packages = {labels(**ids(r), state=state): float(r[prop] or 0) for r in rows for state, prop in counts}
+    assert family_of(got, "sccm_distribution_point_status_packages", target) == packages
+    last = {labels(**ids(r)): _timestamp(r["LastStatusTime"]) for r in rows if r["LastStatusTime"] is not None}
+    _assert_timestamps(family_of(got, "sccm_distribution_point_last_status_timestamp_seconds", target), last,
+                       "last status")
+    monitored = {labels(**ids(r)): 1.0 if r["IsDPMonEnabled"] else 0.0 for r in rows}
+    assert family_of(got, "sccm_distribution_point_monitored", target) == monitored
+
+
+def check_dp_drive(got: Samples, target: str, site: str, rows: list[Row]) -> None:
+    """The dp_drive families of `target` are exactly those of `rows` (SMS_DistributionPointDriveInfo):
+    KB as bytes, drives with a negative BytesTotal left out; an empty SiteCode is the NAL path's site."""
+    known = [r for r in rows if r["BytesTotal"] is not None and r["BytesTotal"] >= 0]
+
+    def ids(r: Row) -> Labels:
+        return labels(target=target, site=r["SiteCode"] or _nal_site(r["NALPath"], site),
+                      server=path_host(r["NALPath"]), drive=r["Drive"])
+
+    assert family_of(got, "sccm_distribution_point_drive_free_bytes", target) == {
+        ids(r): float(r["BytesFree"] * 1024) for r in known}
+    assert family_of(got, "sccm_distribution_point_drive_size_bytes", target) == {
+        ids(r): float(r["BytesTotal"] * 1024) for r in known}
+
+
+def check_dp_groups(got: Samples, target: str, site: str, groups: list[Row], members: list[Row]) -> None:
+    """The dp_groups families of `target` are exactly those of `groups` (SMS_DistributionPointGroup)
+    and `members` (SMS_DPGroupMembers): a nil count leaves its series out."""
+    assert family_of(got, "sccm_dp_group_info", target) == {
+        labels(target=target, group_id=g["GroupID"], name=g["Name"]): 1.0 for g in groups}
+    for family, prop in (("sccm_dp_group_members", "MemberCount"), ("sccm_dp_group_packages", "ContentCount"),
+                         ("sccm_dp_group_out_of_sync_packages", "OutOfSyncContentCount")):
+        assert family_of(got, family, target) == {
+            labels(target=target, group_id=g["GroupID"]): float(g[prop]) for g in groups if g[prop] is not None}
+    assert family_of(got, "sccm_dp_group_member", target) == {
+        labels(target=target, site=_nal_site(m["DPNALPath"], site), server=path_host(m["DPNALPath"]),
+               group_id=m["GroupID"]): 1.0
+        for m in members
+    }
+
+
 def check_collectors(
     got: Samples, target: str, site: str, classes: Mapping[str, list[Row]],
-    collectors: Iterable[str] = ("package_info", "dp_info"), per_row: str = "all",
+    collectors: Iterable[str] = DEFAULT_COLLECTORS, per_row: str = "all",
 ) -> None:
     """The optional collectors' families of `target` for a site namespace's `classes` (a value of
     `three_site_dataset()`): exact for each enabled collector (default: those on by default),
@@ -242,6 +318,12 @@ def check_collectors(
         check_dp_content_state(got, target, site, classes[DP_CONTENT_SUMMARIZER], per_row)
     if "dp_info" in enabled:
         check_dp_info(got, target, site, classes[DP_INFO])
+    if "dp_status" in enabled:
+        check_dp_status(got, target, site, classes[DP_STATUS])
+    if "dp_drive" in enabled:
+        check_dp_drive(got, target, site, classes[DP_DRIVE])
+    if "dp_groups" in enabled:
+        check_dp_groups(got, target, site, classes[DP_GROUP], classes[DP_GROUP_MEMBERS])
     for collector in set(COLLECTOR_FAMILIES) - enabled:
         for name in COLLECTOR_FAMILIES[collector]:
             assert family_of(got, name, target) == {}, (collector, name)

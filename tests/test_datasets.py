@@ -21,7 +21,11 @@ import pytest
 from conftest import Samples, labels, parse_samples
 from datasets import (
     DP_CONTENT_SUMMARIZER,
+    DP_DRIVE,
+    DP_GROUP,
+    DP_GROUP_MEMBERS,
     DP_INFO,
+    DP_STATUS,
     NASTY_PACKAGE_NAMES,
     PACKAGE_BASECLASS,
     PACKAGE_STATUS,
@@ -59,7 +63,7 @@ from expected import (
 from wsman_server import ACTION_PULL, envelope, pull_body, render_fragment
 
 from exporter import wmi
-from exporter.collectors import dp_content_state, dp_info, package_info
+from exporter.collectors import dp_content_state, dp_drive, dp_groups, dp_info, dp_status, package_info
 from exporter.families import PerRow
 from exporter.winrm import pages
 
@@ -96,10 +100,11 @@ def test_core_classes_are_exactly_what_they_were_before_the_optional_classes() -
         assert classes(code)[PACKAGE_STATUS] == make_site(code, packages, servers, seed)
 
 
-def test_every_site_namespace_holds_the_four_classes_deterministically() -> None:
+def test_every_site_namespace_holds_every_class_deterministically() -> None:
     assert three_site_dataset() == DATA and single_site_dataset() == single_site_dataset()
     for code, packages, servers, seed in THREE_SITES:
-        assert set(classes(code)) == {PACKAGE_STATUS, PACKAGE_BASECLASS, DP_CONTENT_SUMMARIZER, DP_INFO}
+        assert set(classes(code)) == {PACKAGE_STATUS, PACKAGE_BASECLASS, DP_CONTENT_SUMMARIZER, DP_INFO, DP_STATUS,
+                                      DP_DRIVE, DP_GROUP, DP_GROUP_MEMBERS}
         assert classes(code) == make_site_classes(code, packages, servers, seed)
     single = single_site_dataset("XYZ", 30, 4, 9)[site_namespace("XYZ")]
     assert single == make_site_classes("XYZ", 30, 4, 9)
@@ -264,8 +269,17 @@ def _exporter_samples(site: str, per_row: str = "all") -> Samples:
     content.add(dp_content_state.parse_item(i, site) for i in items)
     points = dp_info.DPInfoAggregate()
     points.add(dp_info.parse_item(i, site) for i in _wire_items(found[DP_INFO], dp_info.PROPERTIES))
+    status = dp_status.DPStatusAggregate()
+    status.add(dp_status.parse_item(i, site) for i in _wire_items(found[DP_STATUS], dp_status.PROPERTIES))
+    drives = dp_drive.DriveAggregate()
+    drives.add(dp_drive.parse_item(i, site) for i in _wire_items(found[DP_DRIVE], dp_drive.PROPERTIES))
+    groups = dp_groups.DPGroupsAggregate()
+    groups.add(dp_groups.parse_group(i, site) for i in _wire_items(found[DP_GROUP], dp_groups.GROUPS.properties))
+    groups.add(dp_groups.parse_member(i, site)
+               for i in _wire_items(found[DP_GROUP_MEMBERS], dp_groups.MEMBERS.properties))
     text = "".join(
-        "".join(aggregate.render(target, site).samples.values()) for aggregate in (info, content, points)
+        "".join(aggregate.render(target, site).samples.values())
+        for aggregate in (info, content, points, status, drives, groups)
     )
     return parse_samples(text)
 
@@ -273,7 +287,8 @@ def _exporter_samples(site: str, per_row: str = "all") -> Samples:
 @pytest.mark.parametrize("site", SITES)
 def test_the_checks_accept_what_the_exporters_collectors_render(site: str) -> None:
     got = _exporter_samples(site)
-    check_collectors(got, site.lower(), site, classes(site), ("package_info", "dp_content_state", "dp_info"))
+    check_collectors(got, site.lower(), site, classes(site),
+                     ("package_info", "dp_content_state", "dp_info", "dp_status", "dp_drive", "dp_groups"))
 
 
 @pytest.mark.parametrize("per_row", ["all", "not_installed", "none"])

@@ -260,7 +260,8 @@ def test_package_status_failing_sets_sccm_up_to_0_and_the_optional_collectors_ar
     status = poller.status()
     assert not status.up and status.last_success is None and status.errors["auth"] == 1
     assert status.last_reason == "auth" and by_name(status)["package_status"].errors["auth"] == 1
-    assert [c.name for c in status.collectors if c.up] == ["package_info", "dp_content_state", "dp_info", "dp_status", "dp_drive", "dp_groups"]
+    assert [c.name for c in status.collectors if c.up] == [
+        "package_info", "dp_content_state", "dp_info", "dp_status", "dp_drive", "dp_groups"]
     assert served(status) == {"package_info", "dp_content_state", "dp_info", "dp_status", "dp_drive", "dp_groups"}
 
 
