@@ -15,16 +15,27 @@ from typing import Any
 
 import pytest
 from conftest import ExporterProcess, Samples, StartExporter, labels, parse_samples, promtool_check_metrics
-from expected import check_dp_content_state, check_dp_info, check_package_info, check_target
+from expected import (
+    check_dp_content_state,
+    check_dp_drive,
+    check_dp_groups,
+    check_dp_info,
+    check_dp_status,
+    check_package_info,
+    check_target,
+)
 from wsman_server import DEFAULT_USERS, WSManServer
 
 USER, PASSWORD = next(iter(DEFAULT_USERS.items()))
-ALL = ["package_status", "package_info", "dp_info", "dp_content_state"]
+ALL = ["package_status", "package_info", "dp_info", "dp_content_state", "dp_status", "dp_drive", "dp_groups"]
 CLASSES = {
     "package_status": "SMS_PackageStatus",
     "package_info": "SMS_PackageBaseclass",
     "dp_info": "SMS_DistributionPointInfo",
     "dp_content_state": "SMS_PackageStatusDistPointsSummarizer",
+    "dp_status": "SMS_DPStatusInfo",
+    "dp_drive": "SMS_DistributionPointDriveInfo",
+    "dp_groups": "SMS_DPGroupMembers",  # the second of its two classes: the first read, then this one fails
 }
 PROPERTY_LISTS = {
     "SMS_PackageBaseclass": "PackageID, Name, Version, PackageType, SourceVersion, SourceDate, PackageSize",
@@ -34,6 +45,13 @@ PROPERTY_LISTS = {
         "NALPath, ServerName, SiteCode, IsPullDP, IsPXE, IsMulticast, InternetFacing, GroupCount"
     ),
     "SMS_PackageStatusDistPointsSummarizer": "PackageID, ServerNALPath, SiteCode, State, LastCopied",
+    "SMS_DPStatusInfo": (
+        "NALPath, Name, MessageState, LastStatusTime, NumberErrors, NumberInProgress, NumberInstalled, "
+        "NumberUnknown, IsDPMonEnabled"
+    ),
+    "SMS_DistributionPointDriveInfo": "NALPath, SiteCode, Drive, BytesFree, BytesTotal",
+    "SMS_DistributionPointGroup": "GroupID, Name, MemberCount, ContentCount, OutOfSyncContentCount",
+    "SMS_DPGroupMembers": "GroupID, DPNALPath",
 }
 SITES = (("abc", "ABC"), ("def", "DEF"), ("ghi", "GHI"))
 
@@ -60,6 +78,14 @@ def config(tmp_path: Path, port: int, collectors: list[str], *, sites: tuple[tup
     path = tmp_path / "config.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def check_dp_classes(got: Samples, target: str, site: str, dataset: dict[str, Any]) -> None:
+    """The families of dp_status, dp_drive and dp_groups, exact."""
+    check_dp_status(got, target, site, rows_of(dataset, site, "SMS_DPStatusInfo"))
+    check_dp_drive(got, target, site, rows_of(dataset, site, "SMS_DistributionPointDriveInfo"))
+    check_dp_groups(got, target, site, rows_of(dataset, site, "SMS_DistributionPointGroup"),
+                    rows_of(dataset, site, "SMS_DPGroupMembers"))
 
 
 def collector_up(got: Samples, target: str) -> dict[str, float]:
@@ -91,6 +117,7 @@ def test_every_collector_of_three_sites_every_family_exact(
         check_package_info(got, target, site, rows_of(dataset, site, "SMS_PackageBaseclass"))
         check_dp_info(got, target, site, rows_of(dataset, site, "SMS_DistributionPointInfo"))
         check_dp_content_state(got, target, site, rows_of(dataset, site, "SMS_PackageStatusDistPointsSummarizer"))
+        check_dp_classes(got, target, site, dataset)
     assert got["sccm_up"] == {labels(target=t): 1.0 for t, _ in SITES}
     assert PASSWORD not in exporter.log()
 
@@ -142,6 +169,9 @@ def wait_for_collector(exporter: ExporterProcess, collector: str, value: float) 
         ("dp_info", "invalid_class", "wmi_fault"),
         ("dp_content_state", "provider_failure", "wmi_fault"),
         ("package_info", "hang", "timeout"),
+        ("dp_status", "provider_failure", "wmi_fault"),
+        ("dp_drive", "access_denied", "auth"),
+        ("dp_groups", "invalid_class", "wmi_fault"),
     ],
 )
 def test_one_class_failing_leaves_the_others_served_and_keeps_its_last_good_families(
@@ -171,6 +201,7 @@ def test_one_class_failing_leaves_the_others_served_and_keeps_its_last_good_fami
     check_package_info(got, "abc", "ABC", rows_of(dataset, "ABC", "SMS_PackageBaseclass"))
     check_dp_info(got, "abc", "ABC", rows_of(dataset, "ABC", "SMS_DistributionPointInfo"))
     check_dp_content_state(got, "abc", "ABC", rows_of(dataset, "ABC", "SMS_PackageStatusDistPointsSummarizer"))
+    check_dp_classes(got, "abc", "ABC", dataset)
     log = exporter.log()
     assert re.search(rf'msg="collector failed" target=abc collector={collector} reason={reason} ', log), log
     # It comes back by itself once the class answers again.
@@ -234,14 +265,13 @@ def test_the_extra_enumerations_cost_only_their_own_rows(
     # The core table is read exactly as it is read alone: the same requests, the same pages.
     core = "SMS_PackageStatus"
     assert sorted(together[core]) == sorted(alone[core])
-    assert set(together) - set(alone) == {CLASSES[c] for c in ALL if c != "package_status"}
-    for collector in ("package_info", "dp_info", "dp_content_state"):
-        class_name = CLASSES[collector]
+    assert set(together) - set(alone) == set(PROPERTY_LISTS)
+    for class_name in PROPERTY_LISTS:
         requests = together[class_name]
         rows = len(rows_of(dataset, "ABC", class_name))
         assert sum(items for _, items in requests) == rows  # each row once: nothing read twice
         enumerations = sum(1 for action, _ in requests if action == "enumerate")
-        assert enumerations == (4 if collector == "dp_content_state" else 1)
+        assert enumerations == (4 if class_name == "SMS_PackageStatusDistPointsSummarizer" else 1)
         # No round trip wasted: every reply carries rows but, at most, the last of an enumeration.
         assert sum(1 for _, items in requests if items == 0) <= enumerations
         assert {action for action, _ in requests} <= {"enumerate", "pull"}
