@@ -24,9 +24,11 @@ from exporter.exposition import (
     COLLECTOR_DURATION,
     COLLECTOR_ERRORS,
     COLLECTOR_UP,
+    INTERVAL,
     LAST_SUCCESS,
     POLL_DURATION,
     POLL_ERRORS,
+    STALE_AFTER,
     UP,
 )
 
@@ -175,8 +177,8 @@ def outer_join(expr: str) -> OuterJoin | None:
 def exporter_families() -> set[str]:
     """Every family name the exporter serves per target: the collectors' data families, the health of the
     polls and of each collector, and the build info."""
-    health = (UP, POLL_DURATION, LAST_SUCCESS, POLL_ERRORS, COLLECTOR_UP, COLLECTOR_DURATION, COLLECTOR_ERRORS,
-              BUILD_INFO)
+    health = (UP, POLL_DURATION, LAST_SUCCESS, POLL_ERRORS, INTERVAL, STALE_AFTER, COLLECTOR_UP, COLLECTOR_DURATION,
+              COLLECTOR_ERRORS, BUILD_INFO)
     return {f.name for f in DATA_FAMILIES} | {f.name for f in health}
 
 
