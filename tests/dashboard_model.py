@@ -243,7 +243,10 @@ def markdown_anchors(path: Path) -> set[str]:
 
 def runbook_path(alert: str) -> str:
     """Where the runbook of an alert is, relative to the repository: SCCMPackageFailingOnManyDPs ->
-    docs/runbooks/sccm-package-failing-on-many-dps.md. Its `runbook_url` in alerts.yml is this path."""
-    words = re.findall(r"[A-Z]+s?(?![a-z])|[A-Z][a-z]+", alert)
+    docs/runbooks/sccm-package-failing-on-many-dps.md. Its `runbook_url` in alerts.yml is this path.
+    The SCCM prefix is a word of its own, so that an acronym after it is one too: SCCMDPGroupOutOfSync ->
+    sccm-dp-group-out-of-sync.md."""
+    prefix, rest = ("SCCM", alert[4:]) if alert.startswith("SCCM") else ("", alert)
+    words = ([prefix] if prefix else []) + re.findall(r"[A-Z]+s?(?![a-z])|[A-Z][a-z]+", rest)
     assert "".join(words) == alert, alert
     return f"{RUNBOOKS.relative_to(ROOT).as_posix()}/{'-'.join(words).lower()}.md"
