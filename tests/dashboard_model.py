@@ -174,6 +174,11 @@ def outer_join(expr: str) -> OuterJoin | None:
     return OuterJoin(base=str(node.rhs), info=str(join.rhs), keys=keys, labels=tuple(inner.group_labels or ()))
 
 
+# Each target's configured schedule: read by the alert rules (SCCMStatusStale), not a chart of the
+# dashboard, which shows the state of the targets and not their settings.
+SCHEDULE_FAMILIES = frozenset({INTERVAL.name, STALE_AFTER.name})
+
+
 def exporter_families() -> set[str]:
     """Every family name the exporter serves per target: the collectors' data families, the health of the
     polls and of each collector, and the build info."""
