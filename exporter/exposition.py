@@ -40,6 +40,14 @@ POLL_ERRORS = Family(
     "counter",
     "Failed polls of the target by reason (timeout, connection, auth, wmi_fault, parse, other).",
 )
+INTERVAL = Family(
+    "sccm_target_interval_seconds", "gauge",
+    "The target's configured poll interval: a poll starts about this often.",
+)
+STALE_AFTER = Family(
+    "sccm_target_stale_after_seconds", "gauge",
+    "The target's configured stale_after: how long after its last success a collector's rows are still served.",
+)
 COLLECTOR_UP = Family(
     "sccm_collector_up", "gauge",
     "1 if the collector's class was read in the target's last poll, else 0; one per enabled collector "
@@ -145,6 +153,14 @@ def _health(statuses: Sequence[TargetStatus]) -> list[str]:
         f'{POLL_ERRORS.name}{{{n},reason="{reason}"}} {s.errors.get(reason, 0)}\n'
         for n, s in zip(names, statuses, strict=True)
         for reason in REASONS
+    ]
+    # From the start, before any poll: an alert comparing a target's age with its schedule needs
+    # the schedule even for a target that never succeeded.
+    lines.append(INTERVAL.header())
+    lines += [f"{INTERVAL.name}{{{n}}} {format_value(s.interval)}\n" for n, s in zip(names, statuses, strict=True)]
+    lines.append(STALE_AFTER.header())
+    lines += [
+        f"{STALE_AFTER.name}{{{n}}} {format_value(s.stale_after)}\n" for n, s in zip(names, statuses, strict=True)
     ]
     return lines + _collector_health(statuses, names)
 

@@ -64,6 +64,11 @@ class TargetStatus:
     last_duration: float | None
     last_success: float | None  # wall-clock Unix seconds of the end of the last good poll
     collectors: tuple[CollectorStatus, ...]  # the core one first
+    # The target's configured timing (TargetConfig), served as sccm_target_*_seconds so that alert
+    # rules can judge a target's freshness by its own schedule. The defaults are the configuration's,
+    # for statuses built without a configuration (tests).
+    interval: float = 300.0  # seconds
+    stale_after: float = 900.0  # seconds
 
     @property
     def core(self) -> CollectorStatus:
@@ -301,6 +306,8 @@ class TargetPoller:
                 last_duration=state.last_duration,
                 last_success=state.last_success,
                 collectors=tuple(self._collector_status(name, c) for name, c in state.collectors.items()),
+                interval=self.target.interval,
+                stale_after=self.target.stale_after,
             )
 
     def _collector_status(self, name: Collector, state: _CollectorState) -> CollectorStatus:

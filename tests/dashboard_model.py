@@ -24,9 +24,11 @@ from exporter.exposition import (
     COLLECTOR_DURATION,
     COLLECTOR_ERRORS,
     COLLECTOR_UP,
+    INTERVAL,
     LAST_SUCCESS,
     POLL_DURATION,
     POLL_ERRORS,
+    STALE_AFTER,
     UP,
 )
 
@@ -172,11 +174,16 @@ def outer_join(expr: str) -> OuterJoin | None:
     return OuterJoin(base=str(node.rhs), info=str(join.rhs), keys=keys, labels=tuple(inner.group_labels or ()))
 
 
+# Each target's configured schedule: read by the alert rules (SCCMStatusStale), not a chart of the
+# dashboard, which shows the state of the targets and not their settings.
+SCHEDULE_FAMILIES = frozenset({INTERVAL.name, STALE_AFTER.name})
+
+
 def exporter_families() -> set[str]:
     """Every family name the exporter serves per target: the collectors' data families, the health of the
     polls and of each collector, and the build info."""
-    health = (UP, POLL_DURATION, LAST_SUCCESS, POLL_ERRORS, COLLECTOR_UP, COLLECTOR_DURATION, COLLECTOR_ERRORS,
-              BUILD_INFO)
+    health = (UP, POLL_DURATION, LAST_SUCCESS, POLL_ERRORS, INTERVAL, STALE_AFTER, COLLECTOR_UP, COLLECTOR_DURATION,
+              COLLECTOR_ERRORS, BUILD_INFO)
     return {f.name for f in DATA_FAMILIES} | {f.name for f in health}
 
 
@@ -241,7 +248,10 @@ def markdown_anchors(path: Path) -> set[str]:
 
 def runbook_path(alert: str) -> str:
     """Where the runbook of an alert is, relative to the repository: SCCMPackageFailingOnManyDPs ->
-    docs/runbooks/sccm-package-failing-on-many-dps.md. Its `runbook_url` in alerts.yml is this path."""
-    words = re.findall(r"[A-Z]+s?(?![a-z])|[A-Z][a-z]+", alert)
+    docs/runbooks/sccm-package-failing-on-many-dps.md. Its `runbook_url` in alerts.yml is this path.
+    The SCCM prefix is a word of its own, so that an acronym after it is one too: SCCMDPGroupOutOfSync ->
+    sccm-dp-group-out-of-sync.md."""
+    prefix, rest = ("SCCM", alert[4:]) if alert.startswith("SCCM") else ("", alert)
+    words = ([prefix] if prefix else []) + re.findall(r"[A-Z]+s?(?![a-z])|[A-Z][a-z]+", rest)
     assert "".join(words) == alert, alert
     return f"{RUNBOOKS.relative_to(ROOT).as_posix()}/{'-'.join(words).lower()}.md"

@@ -45,6 +45,8 @@ FAMILIES = {
     "sccm_exporter_config_last_reload_successful",
     "sccm_exporter_config_last_reload_success_timestamp_seconds",
     "sccm_poll_errors_total",
+    "sccm_target_interval_seconds",
+    "sccm_target_stale_after_seconds",
     "sccm_exporter_build_info",
     "sccm_collector_up",
     "sccm_collector_duration_seconds",
@@ -174,6 +176,10 @@ def test_metrics_adds_the_exporters_own_process_python_and_http_metrics_and_a_pr
     names = set(parse_samples(probe))
     assert "sccm_package_status" in names
     assert not {n for n in names if n.startswith(("process_", "python_", "sccm_exporter_"))}
+    # Each target's own schedule, on /metrics for every target and on its /probe for itself.
+    assert got["sccm_target_interval_seconds"] == {labels(target="demo"): 2.0, labels(target="other"): 2.0}
+    assert got["sccm_target_stale_after_seconds"] == {labels(target="demo"): 60.0, labels(target="other"): 60.0}
+    assert parse_samples(probe)["sccm_target_stale_after_seconds"] == {labels(target="demo"): 60.0}
 
 
 def test_health_ready_landing_page_and_gzip(tmp_path: Path, run_exporter: StartExporter) -> None:

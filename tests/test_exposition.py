@@ -297,15 +297,49 @@ def several_targets() -> list[TargetStatus]:
         collector("package_info", up=False, duration=0.125, errors={"auth": 2, "timeout": 1}),
         collector("dp_content_state", duration=1.5),
         collector("dp_info", duration=0.0625),
-    ))
+    ), interval=300.0, stale_after=900.0)
     down = TargetStatus("d\"ef", 2, 0.5, None, (
         collector("package_status", up=False, duration=0.5, errors={"timeout": 2}),
         collector("dp_info", duration=0.25),
-    ))
+    ), interval=3600.0, stale_after=5400.0)
     starting = TargetStatus("new", 0, None, None, (
         collector("package_status", up=False, duration=None), collector("package_info", up=False, duration=None),
-    ))
+    ), interval=30.5, stale_after=30.5)
     return [abc, down, starting]
+
+
+def test_target_timing_families_for_several_targets_exactly() -> None:
+    """Each target's own interval and stale_after, a target that never polled too: one header each."""
+    text = render(several_targets())
+    timing = health_section(text, "sccm_target_interval_seconds")
+    assert timing[:timing.index("# HELP sccm_collector_up ")] == (
+        "# HELP sccm_target_interval_seconds The target's configured poll interval: a poll starts about this often.\n"
+        "# TYPE sccm_target_interval_seconds gauge\n"
+        'sccm_target_interval_seconds{target="abc"} 300\n'
+        'sccm_target_interval_seconds{target="d\\"ef"} 3600\n'
+        'sccm_target_interval_seconds{target="new"} 30.5\n'
+        "# HELP sccm_target_stale_after_seconds The target's configured stale_after: how long after its last "
+        "success a collector's rows are still served.\n"
+        "# TYPE sccm_target_stale_after_seconds gauge\n"
+        'sccm_target_stale_after_seconds{target="abc"} 900\n'
+        'sccm_target_stale_after_seconds{target="d\\"ef"} 5400\n'
+        'sccm_target_stale_after_seconds{target="new"} 30.5\n'
+    )
+
+
+def test_target_timing_comes_from_the_configuration_before_any_poll() -> None:
+    """A probe body of one target carries its own schedule, from the start: SCCMStatusStale compares
+    the age of the last success with it, for a target that never succeeded too."""
+    config = TargetConfig(name="hourly", source="demo", interval=3600.0, timeout=60.0, per_row="all",
+                          stale_after=7200.0, collectors=frozenset({"package_status"}))
+    poller = TargetPoller(config, OptionalSource())
+    status = poller.status()
+    assert status.polls == 0 and (status.interval, status.stale_after) == (3600.0, 7200.0)
+    text = render([status])
+    assert text.count("# TYPE sccm_target_interval_seconds gauge\n") == 1
+    assert 'sccm_target_interval_seconds{target="hourly"} 3600\n' in text
+    assert 'sccm_target_stale_after_seconds{target="hourly"} 7200\n' in text
+    assert 'sccm_last_poll_success_timestamp_seconds{target="hourly"} 0\n' in text
 
 
 def test_collector_health_families_for_several_targets_exactly() -> None:
