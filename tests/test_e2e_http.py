@@ -73,6 +73,17 @@ OPTIONAL_FAMILIES = {
     "sccm_dp_content_state_packages",
     "sccm_dp_content_last_copied_timestamp_seconds",
     "sccm_distribution_point_info",
+    "sccm_distribution_point_status",
+    "sccm_distribution_point_status_packages",
+    "sccm_distribution_point_last_status_timestamp_seconds",
+    "sccm_distribution_point_monitored",
+    "sccm_distribution_point_drive_free_bytes",
+    "sccm_distribution_point_drive_size_bytes",
+    "sccm_dp_group_info",
+    "sccm_dp_group_members",
+    "sccm_dp_group_packages",
+    "sccm_dp_group_out_of_sync_packages",
+    "sccm_dp_group_member",
     "sccm_distribution_point_groups",
 }
 
@@ -130,7 +141,17 @@ def test_demo_site_serves_every_family_complete_and_promtool_accepts_it(
     up = {(dict(k)["target"], dict(k)["collector"]): v for k, v in got["sccm_collector_up"].items()}
     assert up == {("demo", "package_status"): 1, ("demo", "package_info"): 1, ("demo", "dp_info"): 1,
                   ("demo", "dp_content_state"): 1, ("other", "package_status"): 1, ("other", "package_info"): 1,
-                  ("other", "dp_info"): 1}
+                  ("other", "dp_info"): 1, ("other", "dp_status"): 1, ("other", "dp_drive"): 1,
+                  ("other", "dp_groups"): 1}
+    # The DP collectors (on by default: the other target) describe that target's DPs, no other.
+    def servers_of(family: str) -> set[str]:
+        return {dict(k)["server"] for k in got[family] if dict(k)["target"] == "other"}
+
+    dps = servers_of("sccm_distribution_point_info")
+    assert dps and servers_of("sccm_distribution_point_status") == dps
+    assert servers_of("sccm_distribution_point_monitored") == dps
+    assert servers_of("sccm_distribution_point_drive_size_bytes") == dps
+    assert servers_of("sccm_dp_group_member") <= dps
 
 
 def test_probe_serves_one_target_and_unknown_target_is_a_clear_404(

@@ -41,20 +41,9 @@ NAME_LOOKUP = re.compile(
 GROUP_NAME_LOOKUP = re.compile(
     r'\{\{ with printf "sccm_dp_group_info\{target=%q, group_id=%q\}"\s+\$labels\.target \$labels\.group_id'
     r' \| query \}\}\{\{ with \. \| first \| label "name" \}\} \(\{\{ \. \}\}\)\{\{ end \}\}\{\{ end \}\}')
-# The families of the dp_status, dp_drive and dp_groups collectors, by the issue that adds them (their
-# names and labels are its contract; the collectors are written alongside these alerts). The alerts
-# may read them before this checkout serves them: once exporter_families() holds them this set adds
-# nothing, and can go.
-CONTRACT_FAMILIES = {
-    "sccm_distribution_point_status", "sccm_distribution_point_status_packages",
-    "sccm_distribution_point_last_status_timestamp_seconds", "sccm_distribution_point_monitored",
-    "sccm_distribution_point_drive_free_bytes", "sccm_distribution_point_drive_size_bytes",
-    "sccm_dp_group_info", "sccm_dp_group_members", "sccm_dp_group_packages", "sccm_dp_group_out_of_sync_packages",
-    "sccm_dp_group_member",
-}
 # Families about one distribution point (labels target, site, server) and about one DP group.
-DP_FAMILIES = {name for name in CONTRACT_FAMILIES if name.startswith("sccm_distribution_point_")}
-GROUP_FAMILIES = {name for name in CONTRACT_FAMILIES if name.startswith("sccm_dp_group_")}
+DP_FAMILIES = {name for name in exporter_families() if name.startswith("sccm_distribution_point_")}
+GROUP_FAMILIES = {name for name in exporter_families() if name.startswith("sccm_dp_group_")}
 
 
 def run(*args: str | Path, cwd: Path | None = None) -> str:
@@ -244,7 +233,7 @@ def test_collector_alert_leaves_package_status_and_down_targets_to_the_target_al
 
 
 def test_rule_expressions_read_only_what_exists() -> None:
-    known = exporter_families() | CONTRACT_FAMILIES | recording_rule_names() | {"ALERTS", "up"}
+    known = exporter_families() | recording_rule_names() | {"ALERTS", "up"}
     for rule in rules(RULES):
         assert re.fullmatch(r"[a-z_]+:[a-z_]+:[a-z_0-9]+", rule["record"]), rule["record"]
         assert metric_names(rule["expr"]) <= exporter_families(), rule["record"]
