@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from dashboard_model import (
+    ALL,
     DASHBOARD,
     DATASOURCE_REF,
     DOCS,
@@ -39,7 +40,6 @@ from dashboard_model import (
     variables,
 )
 
-ALL = {"target": ".*", "site": ".*", "server": ".*", "package": ".*"}
 # Core panel types of Grafana 10 and 11 (no plugin to install).
 CORE_PANELS = {"row", "stat", "timeseries", "table", "bargauge", "state-timeline", "gauge", "text", "barchart",
                "piechart", "heatmap", "histogram", "status-history"}
@@ -88,14 +88,18 @@ def test_importable_by_anyone(dashboard: dict[str, Any]) -> None:
     assert text.count("${DS_PROMETHEUS}") == 2, "only the data source variable's default may use the import input"
 
 
-def test_variables_datasource_target_site_server_package_chained(dashboard: dict[str, Any]) -> None:
+def test_variables_datasource_target_site_server_package_dp_group_chained(dashboard: dict[str, Any]) -> None:
     listed = variables(dashboard)
-    assert [v["name"] for v in listed] == ["datasource", "target", "site", "server", "package"]
+    assert [v["name"] for v in listed] == ["datasource", "target", "site", "server", "package", "dp_group"]
     datasource = listed[0]
     assert datasource["type"] == "datasource" and datasource["query"] == "prometheus"
     assert datasource["current"]["value"] == "${DS_PROMETHEUS}"
     known = exporter_families()
-    expected_labels = {"target": "target", "site": "site", "server": "server", "package": "package_id"}
+    expected_labels = {"target": "target", "site": "site", "server": "server", "package": "package_id",
+                       "dp_group": "name"}
+    # Earlier variables a variable cannot narrow by: its metric lacks their label (a group has no site;
+    # servers and packages are not properties of a group).
+    unchained = {"package": {"server"}, "dp_group": {"site", "server", "package"}}
     for index, variable in enumerate(listed[1:], start=1):
         name = variable["name"]
         assert variable["type"] == "query" and variable["datasource"] == DATASOURCE_REF, name
@@ -105,7 +109,7 @@ def test_variables_datasource_target_site_server_package_chained(dashboard: dict
         assert selector is not None and metric_names(substitute(selector, ALL)) <= known, name
         # Chained: each variable narrows by every variable before it that its metric has.
         earlier = {v["name"] for v in listed[1:index]}
-        assert variable_names(variable["query"]) == earlier - ({"server"} if name == "package" else set()), name
+        assert variable_names(variable["query"]) == earlier - unchained.get(name, set()), name
         assert variable["multi"] and variable["includeAll"] and variable["allValue"] == ".*", name
         assert variable["refresh"] == 2, f"{name}: refresh on time range change, so new packages appear"
 
@@ -203,7 +207,7 @@ def test_links_lead_somewhere(dashboard: dict[str, Any]) -> None:
             assert url.startswith("/d/${__dashboard.uid}?") and "${__url_time_range}" in url, url
             for name in variable_names(url):
                 assert name in {"__dashboard", "__url_time_range", "__all_variables", "__data", "datasource",
-                                "target", "site", "server", "package"}, (url, name)
+                                "target", "site", "server", "package", "dp_group"}, (url, name)
         elif url.startswith(REPOSITORY_URL):
             # A page of the docs in this checkout, and the heading the anchor names.
             path, _, anchor = url.removeprefix(REPOSITORY_URL).partition("#")
