@@ -57,6 +57,10 @@ BUILTIN_VARIABLES = {
     "__range_ms": "3600000",
 }
 
+# The dashboard's own variables set to All, as Grafana sends them (their allValue): what a query reads
+# with nothing chosen.
+ALL = {"target": ".*", "site": ".*", "server": ".*", "package": ".*", "dp_group": ".*"}
+
 # $var, ${var}, ${var:format} and the deprecated [[var]].
 _VARIABLE = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\$(\w+)|\[\[(\w+)(?::[^\]]*)?\]\]")
 _LABEL_VALUES = re.compile(r"^\s*label_values\(\s*(?:(?P<selector>.+?)\s*,\s*)?(?P<label>\w+)\s*\)\s*$", re.S)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from dashboard_model import (
+    ALL,
     DASHBOARD,
     DATASOURCE_REF,
     DOCS,
@@ -40,7 +41,6 @@ from dashboard_model import (
     variables,
 )
 
-ALL = {"target": ".*", "site": ".*", "server": ".*", "package": ".*"}
 # Core panel types of Grafana 10 and 11 (no plugin to install).
 CORE_PANELS = {"row", "stat", "timeseries", "table", "bargauge", "state-timeline", "gauge", "text", "barchart",
                "piechart", "heatmap", "histogram", "status-history"}
@@ -50,6 +50,40 @@ DP_INFO_LABELS = ("pull", "pxe", "multicast", "internet_facing")
 PER_PACKAGE = {"sccm_package_status", "sccm_package_status_update_timestamp_seconds", "sccm_package_status_servers",
                "sccm_dp_content_state", "target_site_package_id:sccm_package_status_servers_failing:sum"}
 PER_DP = {"sccm_server_package_status_rows", "target_site_server:sccm_server_package_status_rows_failing:sum"}
+# The panels about distribution points, filtered by the DP group variable. A panel reading a family with
+# a `server` label, or narrowed by $server, is one of them; the others (installed share by site, the
+# worst packages across all DPs, the DP groups table, exporter health) are not.
+DP_LEVEL_PANELS = {
+    "Distributions", "Installed", "Failed", "Retrying", "In flight", "Stuck in flight > 1 day",
+    "Distributions not installed, by status", "Worst distribution points",
+    "Failing rows: failed or retrying, longest first", "Content in flight, oldest first",
+    "Rows not installed, by time since their last status change",
+    "Content status by distribution point (console states)",
+    "Packages not installed on a distribution point, by console state",
+}
+# Families (and recording rules) with one series per distribution point or per package on one.
+DP_FAMILIES = {
+    "sccm_package_status", "sccm_package_status_update_timestamp_seconds", "sccm_server_package_status_rows",
+    "sccm_dp_content_state", "sccm_dp_content_state_packages", "sccm_dp_content_last_copied_timestamp_seconds",
+    "sccm_distribution_point_info", "sccm_distribution_point_groups", "sccm_distribution_point_status",
+    "sccm_distribution_point_status_packages", "sccm_distribution_point_last_status_timestamp_seconds",
+    "sccm_distribution_point_monitored", "sccm_distribution_point_drive_free_bytes",
+    "sccm_distribution_point_drive_size_bytes", "target_site_server:sccm_server_package_status_rows_failing:sum",
+    "target_site_server:sccm_server_package_status_rows_installed:ratio",
+}
+# The members of the chosen DP groups; with All (".*") every series without a `name` label matches
+# `name=~"$dp_group"` too, so `S and on (target, server) GROUP_MEMBERS or S{..., name=~"$dp_group"}` is S.
+GROUP_MEMBERS = ('(sccm_dp_group_member{target=~"$target"} and on (target, group_id) '
+                 'sccm_dp_group_info{target=~"$target", name=~"$dp_group"})')
+_SELECTOR = re.compile(r"(?<![\w:])([\w:]+)\{([^}]*)\}")
+
+
+def dp_group_filtered(selector: str) -> str:
+    """A selector of a DP family as the DP-level panels read it: the members of the chosen groups, or all."""
+    match = _SELECTOR.fullmatch(selector)
+    assert match, selector
+    return (f"({selector} and on (target, server) {GROUP_MEMBERS} or "
+            f'{match.group(1)}{{{match.group(2)}, name=~"$dp_group"}})')
 
 
 @pytest.fixture(scope="module")
@@ -89,14 +123,18 @@ def test_importable_by_anyone(dashboard: dict[str, Any]) -> None:
     assert text.count("${DS_PROMETHEUS}") == 2, "only the data source variable's default may use the import input"
 
 
-def test_variables_datasource_target_site_server_package_chained(dashboard: dict[str, Any]) -> None:
+def test_variables_datasource_target_site_server_package_dp_group_chained(dashboard: dict[str, Any]) -> None:
     listed = variables(dashboard)
-    assert [v["name"] for v in listed] == ["datasource", "target", "site", "server", "package"]
+    assert [v["name"] for v in listed] == ["datasource", "target", "site", "server", "package", "dp_group"]
     datasource = listed[0]
     assert datasource["type"] == "datasource" and datasource["query"] == "prometheus"
     assert datasource["current"]["value"] == "${DS_PROMETHEUS}"
     known = exporter_families()
-    expected_labels = {"target": "target", "site": "site", "server": "server", "package": "package_id"}
+    expected_labels = {"target": "target", "site": "site", "server": "server", "package": "package_id",
+                       "dp_group": "name"}
+    # Earlier variables a variable cannot narrow by: its metric lacks their label (a group has no site;
+    # servers and packages are not properties of a group).
+    unchained = {"package": {"server"}, "dp_group": {"site", "server", "package"}}
     for index, variable in enumerate(listed[1:], start=1):
         name = variable["name"]
         assert variable["type"] == "query" and variable["datasource"] == DATASOURCE_REF, name
@@ -106,7 +144,7 @@ def test_variables_datasource_target_site_server_package_chained(dashboard: dict
         assert selector is not None and metric_names(substitute(selector, ALL)) <= known, name
         # Chained: each variable narrows by every variable before it that its metric has.
         earlier = {v["name"] for v in listed[1:index]}
-        assert variable_names(variable["query"]) == earlier - ({"server"} if name == "package" else set()), name
+        assert variable_names(variable["query"]) == earlier - unchained.get(name, set()), name
         assert variable["multi"] and variable["includeAll"] and variable["allValue"] == ".*", name
         assert variable["refresh"] == 2, f"{name}: refresh on time range change, so new packages appear"
 
@@ -204,7 +242,7 @@ def test_links_lead_somewhere(dashboard: dict[str, Any]) -> None:
             assert url.startswith("/d/${__dashboard.uid}?") and "${__url_time_range}" in url, url
             for name in variable_names(url):
                 assert name in {"__dashboard", "__url_time_range", "__all_variables", "__data", "datasource",
-                                "target", "site", "server", "package"}, (url, name)
+                                "target", "site", "server", "package", "dp_group"}, (url, name)
         elif url.startswith(REPOSITORY_URL):
             # A page of the docs in this checkout, and the heading the anchor names.
             path, _, anchor = url.removeprefix(REPOSITORY_URL).partition("#")
@@ -355,5 +393,101 @@ def test_promtool_evaluates_the_joins_with_and_without_names(
     (tmp_path / "joins.test.yml").write_text(
         yaml.safe_dump({"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": tests}, sort_keys=False))
     result = subprocess.run([promtool, "test", "rules", "joins.test.yml"], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- the DP group variable -------------------------------------------------------------------------
+
+
+def test_dp_group_variable_lists_the_group_names_of_the_selected_targets(dashboard: dict[str, Any]) -> None:
+    [variable] = [v for v in variables(dashboard) if v["name"] == "dp_group"]
+    assert variable["label"] == "DP group" and variable["type"] == "query"
+    assert variable["query"] == 'label_values(sccm_dp_group_info{target=~"$target"}, name)'
+    assert variable["multi"] and variable["includeAll"] and variable["allValue"] == ".*"
+    assert variable["current"]["value"] == ["$__all"], "All by default: no DP hidden until a group is chosen"
+
+
+def test_dp_level_panels_filter_by_dp_group(dashboard: dict[str, Any]) -> None:
+    """Every panel about distribution points is listed in DP_LEVEL_PANELS, and each selector of a DP
+    family in its queries is filtered to the chosen groups' members in the one form that keeps every
+    DP under All. The DP facts (sccm_distribution_point_*) are not filtered themselves: their queries
+    keep only the rows of a filtered selector (`* on ... or on ...` or `and on (target, server)`)."""
+    seen = set()
+    for panel in panels(dashboard):
+        if panel["type"] == "row":
+            continue
+        exprs = [t["expr"] for t in panel["targets"]]
+        read = set().union(*(metric_names(substitute(e, ALL)) for e in exprs))
+        about_dps = bool(read & DP_FAMILIES) or any("server" in variable_names(e) for e in exprs)
+        assert about_dps == (panel["title"] in DP_LEVEL_PANELS), f"{panel['title']}: list it in DP_LEVEL_PANELS"
+        if not about_dps:
+            continue
+        seen.add(panel["title"])
+        for target in panel["targets"]:
+            expr = target["expr"]
+            assert "dp_group" in variable_names(expr), f"{panel['title']} {target['refId']}: not filtered by DP group"
+            for match in _SELECTOR.finditer(expr):
+                name, matchers = match.groups()
+                if name not in DP_FAMILIES or 'name=~"$dp_group"' in matchers:
+                    continue
+                if name.startswith("sccm_distribution_point_"):
+                    assert GROUP_MEMBERS in expr, f"{panel['title']} {target['refId']}: {name}"
+                    continue
+                assert dp_group_filtered(match.group(0)) in expr, f"{panel['title']} {target['refId']}: {name}"
+    assert seen == DP_LEVEL_PANELS
+
+
+# DP1.corp is in the group Europe, DP3.corp (no status rows) in Asia, DP2.corp in none.
+GROUP_INPUT = [
+    'sccm_dp_group_info{job="sccm", instance="x:9864", target="cas", group_id="{G1}", name="Europe"}',
+    'sccm_dp_group_info{job="sccm", instance="x:9864", target="cas", group_id="{G2}", name="Asia"}',
+    'sccm_dp_group_member{job="sccm", instance="x:9864", target="cas", site="CHD", server="DP1.corp", '
+    'group_id="{G1}"}',
+    'sccm_dp_group_member{job="sccm", instance="x:9864", target="cas", site="CHD", server="DP3.corp", '
+    'group_id="{G2}"}',
+]
+
+
+def test_promtool_evaluates_the_dp_group_filter(dashboard: dict[str, Any], promtool: str, tmp_path: Path) -> None:
+    """All filters nothing, with groups (DP2.corp in none stays) and without any (dp_groups off);
+    a chosen group keeps its members only; and under All every DP-level query returns what it
+    returns without the filter."""
+    [dp_table] = [p for p in panels(dashboard) if p["title"] == "Worst distribution points"]
+    rows = next(t["expr"] for t in dp_table["targets"] if t["refId"] == "A")
+
+    def servers(chosen: str, expected: list[str]) -> dict[str, Any]:
+        return {"expr": f"group by (server) ({substitute(rows, {**ALL, 'dp_group': chosen})})", "eval_time": "2m",
+                "exp_samples": [{"labels": f'{{server="{s}"}}', "value": 1} for s in expected]}
+
+    unfiltered = []
+    for query in queries(dashboard):
+        if query.panel_title not in DP_LEVEL_PANELS:
+            continue
+        # The query as it was before the filter: each filtered selector back to the selector alone.
+        plain = query.expr
+        for match in _SELECTOR.finditer(query.expr):
+            plain = plain.replace(dp_group_filtered(match.group(0)), match.group(0))
+        assert "dp_group" not in plain, query
+        expr, plain = substitute(query.expr, ALL), substitute(plain, ALL)
+        unfiltered += [
+            {"expr": f"(count({expr}) or vector(0)) - (count({plain}) or vector(0))", "eval_time": "2m",
+             "exp_samples": [{"labels": "{}", "value": 0}]},
+            {"expr": f"count(({expr}) != ({plain})) or vector(0)", "eval_time": "2m",
+             "exp_samples": [{"labels": "{}", "value": 0}]},
+        ]
+    tests = [
+        {"name": "DP groups", "interval": "1m",
+         "input_series": [{"series": s, "values": "1x5"} for s in JOIN_INPUT + KNOWN_INPUT + GROUP_INPUT],
+         "promql_expr_test": [servers(".*", ["DP1.corp", "DP2.corp"]), servers("Europe", ["DP1.corp"]),
+                              servers("(Europe|Asia)", ["DP1.corp"]), servers("Asia", []), *unfiltered]},
+        {"name": "no DP groups (dp_groups off or failing)", "interval": "1m",
+         "input_series": [{"series": s, "values": "1x5"} for s in JOIN_INPUT + KNOWN_INPUT],
+         "promql_expr_test": [servers(".*", ["DP1.corp", "DP2.corp"]), servers("Europe", []), *unfiltered]},
+    ]
+    shutil.copy(RULES, tmp_path / "rules.yml")
+    (tmp_path / "groups.test.yml").write_text(
+        yaml.safe_dump({"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": tests}, sort_keys=False))
+    result = subprocess.run([promtool, "test", "rules", "groups.test.yml"], capture_output=True, text=True,
                             timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
