@@ -34,6 +34,7 @@ import yaml
 from conftest import Server, console_script, free_port, http_get, require_tool
 from dashboard_model import (
     ALERTS,
+    ALL,
     PROMETHEUS_DIR,
     ROOT,
     RULES,
@@ -47,7 +48,11 @@ from dashboard_model import (
 )
 from datasets import (
     DP_CONTENT_SUMMARIZER,
+    DP_DRIVE,
+    DP_GROUP,
+    DP_GROUP_MEMBERS,
     DP_INFO,
+    DP_STATUS,
     PACKAGE_BASECLASS,
     PACKAGE_STATUS,
     dp_host,
@@ -60,7 +65,6 @@ from wsman_server import DEFAULT_USERS, WSManServer
 
 FOR_IN_TEST = "10s"
 USER, PASSWORD = next(iter(DEFAULT_USERS.items()))
-ALL = {"target": ".*", "site": ".*", "server": ".*", "package": ".*"}
 SENT, RECEIVED, INSTALLED, RETRY, FAILED, REMOVED, PENDING_REMOVE = 1, 2, 3, 4, 5, 6, 7
 MASTER, COPY = 1, 2
 
@@ -125,6 +129,52 @@ def dp_info_rows(site: str, dps: list[int]) -> list[dict[str, Any]]:
             for dp in dps]
 
 
+GIB_IN_KB = 1024 * 1024
+FULL_DRIVE = "D:"  # of BROKEN_DP: 3 GiB free of 500 (under 5 % and 10 GiB)
+OUT_OF_SYNC_GROUP = ("{ABC00002-0000-4000-8000-000000000002}", 'Region "North" & DR')
+
+
+def dp_status_rows(site: str, dps: list[int], error: int | None) -> list[dict[str, Any]]:
+    """SMS_DPStatusInfo: every DP in success, but `error` (the console shows it red)."""
+    return [{"NALPath": nal_path(dp_host(site, dp), site), "Name": dp_host(site, dp),
+             "MessageState": 3 if dp == error else 1, "LastStatusTime": datetime.now(UTC),
+             "NumberErrors": 4 if dp == error else 0, "NumberInProgress": 0, "NumberInstalled": 30,
+             "NumberUnknown": 0, "IsDPMonEnabled": True}
+            for dp in dps]
+
+
+def dp_drive_rows(site: str, dps: list[int], full: int | None) -> list[dict[str, Any]]:
+    """SMS_DistributionPointDriveInfo: C: and D: per DP, in KB, with room; `full`'s D: nearly full."""
+    rows = []
+    for dp in dps:
+        for drive, total in (("C:", 127 * GIB_IN_KB), (FULL_DRIVE, 500 * GIB_IN_KB)):
+            free = 3 * GIB_IN_KB if (dp, drive) == (full, FULL_DRIVE) else total // 2
+            rows.append({"NALPath": nal_path(dp_host(site, dp), site), "SiteCode": site, "Drive": drive,
+                         "BytesFree": free, "BytesTotal": total})
+    return rows
+
+
+def dp_group_rows(site: str, dps: list[int], out_of_sync: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """SMS_DistributionPointGroup and SMS_DPGroupMembers: "All DPs" in sync, and a region group of
+    the first two DPs, out of sync when `out_of_sync`."""
+    all_dps = ("{ABC00001-0000-4000-8000-000000000001}", "All DPs")
+    region = (OUT_OF_SYNC_GROUP[0], OUT_OF_SYNC_GROUP[1])
+    groups = [{"GroupID": group_id, "Name": name, "MemberCount": len(members), "ContentCount": 20,
+               "OutOfSyncContentCount": 2 if out_of_sync and group_id == region[0] else 0}
+              for (group_id, name), members in ((all_dps, dps), (region, dps[:2]))]
+    members = [{"GroupID": group_id, "DPNALPath": nal_path(dp_host(site, dp), site)}
+               for (group_id, _), group_dps in ((all_dps, dps), (region, dps[:2])) for dp in group_dps]
+    return groups, members
+
+
+def dp_classes(site: str, dps: list[int], *, broken: int | None) -> dict[str, list[dict[str, Any]]]:
+    """The DP collectors' classes of a site; with `broken`, that DP is in error with a full drive and
+    the region group is out of sync."""
+    groups, members = dp_group_rows(site, dps, broken is not None)
+    return {DP_STATUS: dp_status_rows(site, dps, broken), DP_DRIVE: dp_drive_rows(site, dps, broken),
+            DP_GROUP: groups, DP_GROUP_MEMBERS: members}
+
+
 def dp_content_rows(status_rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
     """SMS_PackageStatusDistPointsSummarizer: the console state of each COPY row, last copied at its UpdateTime."""
     return [{"PackageID": row["PackageID"], "ServerNALPath": row["PkgServer"], "SiteCode": row["SiteCode"],
@@ -168,10 +218,12 @@ def provider_dataset(now: datetime) -> dict[str, dict[str, list[dict[str, Any]]]
             PACKAGE_BASECLASS: package_info_rows([p for p in FAILING_PACKAGES if p != UNNAMED_PACKAGE], now),
             DP_INFO: dp_info_rows(FAILING_SITE, [1, 2, 3, 4]),
             DP_CONTENT_SUMMARIZER: dp_content_rows(failing, now),
+            **dp_classes(FAILING_SITE, [1, 2, 3, 4, 5], broken=3),
         },
         site_namespace(PARTIAL_SITE): {
             PACKAGE_STATUS: site_rows(PARTIAL_SITE, PARTIAL_PACKAGES, 2, {}, now, as_is),
             PACKAGE_BASECLASS: package_info_rows(PARTIAL_PACKAGES, now),
+            **dp_classes(PARTIAL_SITE, [1, 2], broken=None),
         },
     }
 
@@ -193,9 +245,14 @@ EXPECTED = {
     ("SCCMStatusStale", label_set(target="broken")),
     ("SCCMPollsFailing", label_set(target="broken", reason="other")),
     ("SCCMCollectorFailing", label_set(target="partial", collector="dp_info")),
+    ("SCCMDistributionPointStatusError", label_set(target="failing", site="ABC", server=BROKEN_DP, state="error")),
+    ("SCCMDistributionPointDiskFull", label_set(target="failing", site="ABC", server=BROKEN_DP, drive=FULL_DRIVE)),
+    ("SCCMDistributionPointDiskLow", label_set(target="failing", site="ABC", server=BROKEN_DP, drive=FULL_DRIVE)),
+    ("SCCMDPGroupOutOfSync", label_set(target="failing", group_id=OUT_OF_SYNC_GROUP[0])),
 }
-# Inhibited by SCCMTargetDown in alertmanager.example.yml: it may reach the webhook before that fires.
-INHIBITED = {"SCCMPollsFailing"}
+# Inhibited in alertmanager.example.yml (by SCCMTargetDown, by SCCMDistributionPointDiskFull): each
+# may reach the webhook before the alert that inhibits it fires.
+INHIBITED = {"SCCMPollsFailing", "SCCMDistributionPointDiskLow"}
 PER_ROW_ALERTS = {"SCCMPackageDistributionFailed", "SCCMPackageRetrying", "SCCMContentStuckInFlight"}
 
 
@@ -342,7 +399,8 @@ def exporter_config(tmp: Path, name: str, targets: dict[str, Path], winrm: dict[
     lines = ["defaults: {interval: 2s, timeout: 1s, stale_after: 1m}", "targets:"]
     lines += [f"  - {{name: {target}, source: file, path: '{path}'}}" for target, path in targets.items()]
     for target, site in (winrm or {}).items():
-        every = ", collectors: [package_status, package_info, dp_info, dp_content_state]" if target == "failing" else ""
+        every = (", collectors: [package_status, package_info, dp_info, dp_content_state, dp_status, dp_drive, "
+                 "dp_groups]") if target == "failing" else ""
         lines += [f"  - {{name: {target}, source: winrm, host: 127.0.0.1, port: {provider_port}, scheme: http,",
                   f"     site_code: {site}, interval: 4s, timeout: 3s{every},",
                   f"     auth: {{transport: ntlm, username: '{USER}', password_file: {secret}}}}}"]
@@ -443,6 +501,15 @@ def test_failure_alerts_reach_the_webhook_through_alertmanager_with_their_labels
         "target failing) for over 4 hours.")
     # The partial site's missing class: its collector alert, while the site is polled.
     assert "distribution point facts are stale, then missing" in descriptions["SCCMCollectorFailing"]
+    # The DP collectors' alerts: the DP in error with its packages in error, the full drive, and
+    # the out-of-sync group by its name.
+    assert descriptions["SCCMDistributionPointStatusError"].startswith(
+        f"Distribution point {BROKEN_DP} (site ABC, target failing) has been in error")
+    assert descriptions["SCCMDistributionPointStatusError"].endswith(": 4 of its packages in error.")
+    assert BROKEN_DP in descriptions["SCCMDistributionPointDiskFull"]
+    assert descriptions["SCCMDPGroupOutOfSync"].startswith(
+        f"Distribution point group {OUT_OF_SYNC_GROUP[0]} ({OUT_OF_SYNC_GROUP[1]}) of target failing "
+        "has had 2 packages")
     # The broken DP pages once, on the critical route.
     receiver, dp = got[next(k for k in wanted if k[0] == "SCCMDistributionPointFailing")]
     assert receiver == "configmgr-oncall"
