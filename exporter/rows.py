@@ -95,6 +95,18 @@ def host_from_nal(value: str) -> str:
     return text.strip("\\/")
 
 
+def nal_host(item: Mapping[str, str | list[str | None] | None], path: str, fallback: str | None = None) -> str:
+    """The host of an instance's NAL path property `path`, read as `PkgServer` is, else the text of
+    its `fallback` property (a server name); RowError naming both when neither holds one."""
+    nal = item_text(item, path) or ""
+    host = host_from_nal(nal) if nal.strip() else ""
+    if not host and fallback:
+        host = (item_text(item, fallback) or "").strip()
+    if not host:
+        raise RowError(f"{path} and {fallback} are both missing" if fallback else f"{path} is missing")
+    return sys.intern(host)
+
+
 _NAL_SITE = re.compile(r"SMS_SITE=([A-Za-z0-9]+)")
 
 

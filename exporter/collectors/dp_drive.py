@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from exporter.collectors.spec import ClassRead, CollectorSpec
 from exporter.families import Exposition, Family, PerRow, cached, escape_label_value, format_value, lines_piece
-from exporter.rows import RowError, host_from_nal, item_text, parse_int, site_from_nal
+from exporter.rows import RowError, item_text, nal_host, parse_int, site_from_nal
 from exporter.wmi import Item, Query
 
 CLASS_NAME = "SMS_DistributionPointDriveInfo"
@@ -55,16 +55,13 @@ class DriveRow(NamedTuple):
 
 def parse_item(item: Item, site: str) -> DriveRow:
     """The row of one instance; `site` stands in where neither SiteCode nor the NAL path names one."""
-    nal = item_text(item, "NALPath") or ""
-    server = host_from_nal(nal) if nal.strip() else ""
-    if not server:
-        raise RowError("NALPath is missing")
+    server = nal_host(item, "NALPath")
     drive = (item_text(item, "Drive") or "").strip()
     if not drive:
         raise RowError("Drive is missing")
     return DriveRow(
-        site=sys.intern((item_text(item, "SiteCode") or "").strip() or site_from_nal(nal, site)),
-        server=sys.intern(server),
+        site=sys.intern((item_text(item, "SiteCode") or "").strip() or site_from_nal(item_text(item, "NALPath"), site)),
+        server=server,
         drive=drive,
         free_kb=parse_int("BytesFree", item_text(item, "BytesFree")),
         total_kb=parse_int("BytesTotal", item_text(item, "BytesTotal")),

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from exporter.collectors.spec import ClassRead, CollectorSpec
 from exporter.families import Exposition, Family, PerRow, cached, escape_label_value, format_value, lines_piece
-from exporter.rows import RowError, host_from_nal, item_text, parse_int, site_from_nal
+from exporter.rows import RowError, item_text, nal_host, parse_int, site_from_nal
 from exporter.wmi import Item, Query
 
 GROUP_CLASS = "SMS_DistributionPointGroup"
@@ -86,11 +86,8 @@ def parse_group(item: Item, site: str) -> GroupRow:
 
 def parse_member(item: Item, site: str) -> MemberRow:
     """The row of one membership; `site` stands in where the NAL path names none."""
-    nal = item_text(item, "DPNALPath") or ""
-    server = host_from_nal(nal) if nal.strip() else ""
-    if not server:
-        raise RowError("DPNALPath is missing")
-    return MemberRow(group_id=_group_id(item), site=site_from_nal(nal, site), server=sys.intern(server))
+    server = nal_host(item, "DPNALPath")
+    return MemberRow(group_id=_group_id(item), site=site_from_nal(item_text(item, "DPNALPath"), site), server=server)
 
 
 class DPGroupsAggregate:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from exporter.collectors.spec import ClassRead, CollectorSpec
 from exporter.families import Exposition, Family, PerRow, cached, escape_label_value, format_value, lines_piece
-from exporter.rows import RowError, host_from_nal, item_text, parse_bool, parse_int
+from exporter.rows import item_text, nal_host, parse_bool, parse_int
 from exporter.wmi import Item, Query
 
 CLASS_NAME = "SMS_DistributionPointInfo"
@@ -50,15 +50,9 @@ class DPInfoRow(NamedTuple):
 
 def parse_item(item: Item, site: str) -> DPInfoRow:
     """The row of one instance; `site` stands in for a missing SiteCode."""
-    nal = item_text(item, "NALPath") or ""
-    server = host_from_nal(nal) if nal.strip() else ""
-    if not server:
-        server = (item_text(item, "ServerName") or "").strip()
-    if not server:
-        raise RowError("NALPath and ServerName are both missing")
     return DPInfoRow(
         site=sys.intern((item_text(item, "SiteCode") or "").strip() or site),
-        server=sys.intern(server),
+        server=nal_host(item, "NALPath", "ServerName"),
         pull=parse_bool("IsPullDP", item_text(item, "IsPullDP")),
         pxe=parse_bool("IsPXE", item_text(item, "IsPXE")),
         multicast=parse_bool("IsMulticast", item_text(item, "IsMulticast")),

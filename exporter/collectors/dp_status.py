@@ -10,17 +10,15 @@ the host of `NALPath`, read as `PkgServer` is, so that every family joins the ot
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable
 from typing import NamedTuple
 
 from exporter.collectors.spec import ClassRead, CollectorSpec
 from exporter.families import Exposition, Family, PerRow, cached, escape_label_value, format_value, lines_piece
 from exporter.rows import (
-    RowError,
     enum_label,
-    host_from_nal,
     item_text,
+    nal_host,
     parse_bool,
     parse_datetime,
     parse_int,
@@ -83,15 +81,9 @@ class DPStatusRow(NamedTuple):
 
 def parse_item(item: Item, site: str) -> DPStatusRow:
     """The row of one instance; `site` stands in where the NAL path names none."""
-    nal = item_text(item, "NALPath") or ""
-    server = host_from_nal(nal) if nal.strip() else ""
-    if not server:
-        server = (item_text(item, "Name") or "").strip()
-    if not server:
-        raise RowError("NALPath and Name are both missing")
     return DPStatusRow(
-        site=site_from_nal(nal, site),
-        server=sys.intern(server),
+        site=site_from_nal(item_text(item, "NALPath"), site),
+        server=nal_host(item, "NALPath", "Name"),
         state=parse_int("MessageState", item_text(item, "MessageState")),
         last_status=parse_datetime(item_text(item, "LastStatusTime"), "LastStatusTime"),
         installed=parse_int("NumberInstalled", item_text(item, "NumberInstalled")) or 0,
