@@ -349,6 +349,11 @@ def test_the_example_says_what_to_set_when_cm_password_is_missing() -> None:
     ]
 
 
+def test_the_demo_example_runs_every_collector_so_every_panel_has_data() -> None:
+    config = load_config(REPO / "examples" / "demo.yaml")
+    assert [t.collectors for t in config.targets] == [frozenset(COLLECTORS)]
+
+
 def test_the_example_documents_every_key_of_the_design() -> None:
     text = (REPO / "config.example.yaml").read_text()
     keys = [*DESIGN_KEYS, "parallel_enumerations", "max_rows", "max_response_bytes"]
