@@ -10,11 +10,11 @@ as `PkgServer` is; `site` is `SiteCode`, else the NAL path's `SMS_SITE=`, else t
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Hashable
 from typing import NamedTuple
 
-from exporter.collectors.spec import ClassRead, CollectorSpec
-from exporter.families import Exposition, Family, PerRow, cached, escape_label_value, format_value, lines_piece
+from exporter.collectors.spec import ClassRead, CollectorSpec, LastRows
+from exporter.families import Exposition, Family, cached, escape_label_value, format_value, lines_piece
 from exporter.rows import RowError, item_text, nal_host, parse_int, site_from_nal
 from exporter.wmi import Item, Query
 
@@ -68,28 +68,19 @@ def parse_item(item: Item, site: str) -> DriveRow:
     )
 
 
-class DriveAggregate:
+class DriveAggregate(LastRows[DriveRow]):
     """The drives of one poll by (site, server, drive); a repeated one keeps its last row."""
 
-    def __init__(self, per_row: PerRow = "all") -> None:
-        """`per_row` limits the per-row families of the large classes only: a few rows per DP are all exported."""
-        self._drives: dict[tuple[str, str, str], DriveRow] = {}
-
-    @property
-    def rows(self) -> int:
-        return len(self._drives)
-
-    def add(self, rows: Iterable[DriveRow]) -> None:
-        drives = self._drives
-        for row in rows:
-            drives[(row.site, row.server, row.drive)] = row
+    @staticmethod
+    def key(row: DriveRow) -> Hashable:
+        return (row.site, row.server, row.drive)
 
     def render(self, target: str, own_site: str | None) -> Exposition:
         esc = cached(escape_label_value)
         t = esc(target)
         free: list[str] = []
         size: list[str] = []
-        for row in self._drives.values():
+        for row in self.kept.values():
             if not row.known:
                 continue
             ids = f'{{target="{t}",site="{esc(row.site)}",server="{esc(row.server)}",drive="{esc(row.drive)}"}}'

@@ -10,11 +10,11 @@ no host.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Hashable
 from typing import NamedTuple
 
-from exporter.collectors.spec import ClassRead, CollectorSpec
-from exporter.families import Exposition, Family, PerRow, cached, escape_label_value, format_value, lines_piece
+from exporter.collectors.spec import ClassRead, CollectorSpec, LastRows
+from exporter.families import Exposition, Family, cached, escape_label_value, format_value, lines_piece
 from exporter.rows import item_text, nal_host, parse_bool, parse_int
 from exporter.wmi import Item, Query
 
@@ -65,28 +65,19 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
-class DPInfoAggregate:
+class DPInfoAggregate(LastRows[DPInfoRow]):
     """The distribution points of one poll by (site, server); a repeated one keeps its last row."""
 
-    def __init__(self, per_row: PerRow = "all") -> None:
-        """`per_row` limits the per-row families of the large classes only: a few thousand rows are all exported."""
-        self._servers: dict[tuple[str, str], DPInfoRow] = {}
-
-    @property
-    def rows(self) -> int:
-        return len(self._servers)
-
-    def add(self, rows: Iterable[DPInfoRow]) -> None:
-        servers = self._servers
-        for row in rows:
-            servers[(row.site, row.server)] = row
+    @staticmethod
+    def key(row: DPInfoRow) -> Hashable:
+        return (row.site, row.server)
 
     def render(self, target: str, own_site: str | None) -> Exposition:
         esc = cached(escape_label_value)
         t = esc(target)
         info: list[str] = []
         groups: list[str] = []
-        for row in self._servers.values():
+        for row in self.kept.values():
             ids = f'{{target="{t}",site="{esc(row.site)}",server="{esc(row.server)}"'
             info.append(
                 f'{DP_INFO.name}{ids},pull="{_flag(row.pull)}",pxe="{_flag(row.pxe)}",'

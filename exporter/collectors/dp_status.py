@@ -10,11 +10,11 @@ the host of `NALPath`, read as `PkgServer` is, so that every family joins the ot
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable
 from typing import NamedTuple
 
-from exporter.collectors.spec import ClassRead, CollectorSpec
-from exporter.families import Exposition, Family, PerRow, cached, escape_label_value, format_value, lines_piece
+from exporter.collectors.spec import ClassRead, CollectorSpec, LastRows
+from exporter.families import Exposition, Family, cached, escape_label_value, format_value, lines_piece
 from exporter.rows import (
     enum_label,
     item_text,
@@ -94,21 +94,12 @@ def parse_item(item: Item, site: str) -> DPStatusRow:
     )
 
 
-class DPStatusAggregate:
+class DPStatusAggregate(LastRows[DPStatusRow]):
     """The distribution points of one poll by (site, server); a repeated one keeps its last row."""
 
-    def __init__(self, per_row: PerRow = "all") -> None:
-        """`per_row` limits the per-row families of the large classes only: one row per DP is all exported."""
-        self._servers: dict[tuple[str, str], DPStatusRow] = {}
-
-    @property
-    def rows(self) -> int:
-        return len(self._servers)
-
-    def add(self, rows: Iterable[DPStatusRow]) -> None:
-        servers = self._servers
-        for row in rows:
-            servers[(row.site, row.server)] = row
+    @staticmethod
+    def key(row: DPStatusRow) -> Hashable:
+        return (row.site, row.server)
 
     def render(self, target: str, own_site: str | None) -> Exposition:
         esc = cached(escape_label_value)
@@ -117,7 +108,7 @@ class DPStatusAggregate:
         packages: list[str] = []
         last: list[str] = []
         monitored: list[str] = []
-        for row in self._servers.values():
+        for row in self.kept.values():
             ids = f'{{target="{t}",site="{esc(row.site)}",server="{esc(row.server)}"'
             if row.state is not None:
                 status.append(f'{STATUS.name}{ids},state="{esc(enum_label(row.state, STATE_NAMES))}"}} 1\n')

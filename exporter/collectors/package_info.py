@@ -10,11 +10,11 @@ and a `SELECT *` would carry them. The class has no `SiteCode`: `site` is the ta
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Hashable, Iterator
 from typing import NamedTuple
 
-from exporter.collectors.spec import ClassRead, CollectorSpec
-from exporter.families import Exposition, Family, PerRow, cached, escape_label_value, format_value, lines_piece
+from exporter.collectors.spec import ClassRead, CollectorSpec, LastRows
+from exporter.families import Exposition, Family, cached, escape_label_value, format_value, lines_piece
 from exporter.rows import RowError, enum_label, item_text, parse_datetime, parse_int
 from exporter.wmi import Item, Query
 
@@ -94,26 +94,17 @@ def parse_item(item: Item, site: str = "") -> PackageInfoRow:
     )
 
 
-class PackageInfoAggregate:
+class PackageInfoAggregate(LastRows[PackageInfoRow]):
     """The packages of one poll by ID (a site has a few thousand); a repeated ID keeps its last row."""
 
-    def __init__(self, per_row: PerRow = "all") -> None:
-        """`per_row` limits the per-row families of the large classes only: a few thousand rows are all exported."""
-        self._packages: dict[str, PackageInfoRow] = {}
-
-    @property
-    def rows(self) -> int:
-        return len(self._packages)
-
-    def add(self, rows: Iterable[PackageInfoRow]) -> None:
-        packages = self._packages
-        for row in rows:
-            packages[row.package_id] = row
+    @staticmethod
+    def key(row: PackageInfoRow) -> Hashable:
+        return row.package_id
 
     def render(self, target: str, own_site: str | None) -> Exposition:
         esc = cached(escape_label_value)
         head = f'{{target="{esc(target)}",site="{esc(own_site or "")}",package_id="'
-        packages = [(f'{head}{esc(row.package_id)}"', row) for row in self._packages.values()]
+        packages = [(f'{head}{esc(row.package_id)}"', row) for row in self.kept.values()]
 
         def values(family: Family, field: str) -> Iterator[str]:
             for ids, row in packages:

@@ -8,9 +8,9 @@ poller, the sources and the configuration never name a collector or a class.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from exporter.families import Exposition, Family, PerRow
 from exporter.rows import RowError
@@ -26,6 +26,34 @@ class Aggregate(Protocol):
     def add(self, rows: Iterable[Any]) -> None: ...
 
     def render(self, target: str, own_site: str | None) -> Exposition: ...
+
+
+R = TypeVar("R")
+
+
+class LastRows(Generic[R]):
+    """An aggregate of a small class: its rows by `key`, a repeated key keeping its last row (a
+    restarted enumeration gives rows again). Subclasses give `key` and `render`.
+
+    `per_row` limits the per-row families of the large classes only: a few thousand rows are all
+    exported.
+    """
+
+    def __init__(self, per_row: PerRow = "all") -> None:
+        self.kept: dict[Hashable, R] = {}
+
+    @staticmethod
+    def key(row: R) -> Hashable:
+        raise NotImplementedError
+
+    @property
+    def rows(self) -> int:
+        return len(self.kept)
+
+    def add(self, rows: Iterable[R]) -> None:
+        kept, key = self.kept, self.key
+        for row in rows:
+            kept[key(row)] = row
 
 
 class WireReader(Protocol):
