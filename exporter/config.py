@@ -31,6 +31,7 @@ from exporter.validation import (
 Scheme = Literal["https", "http"]
 Transport = Literal["ntlm", "kerberos", "credssp", "basic", "certificate"]
 Encryption = Literal["auto", "always", "never"]
+KerberosService = Literal["HTTP", "WSMAN"]
 SourceKind = Literal["winrm", "file", "demo"]
 Collector = str  # a name of exporter.collectors.SPECS
 
@@ -73,6 +74,11 @@ class AuthConfig:
     password: str | None = field(default=None, repr=False)
     message_encryption: Encryption = "auto"
     allow_unencrypted: bool = False
+    # kerberos only: tickets from this client keytab (got and renewed by the exporter itself),
+    # the SPN's service class, and its host when `host` is an IP address or an alias.
+    keytab_file: str | None = None
+    kerberos_service: KerberosService = "HTTP"
+    kerberos_hostname_override: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,12 @@ class TargetConfig:
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"  # an IPv6 literal
         return f"{self.scheme}://{host}:{self.port}/wsman"
+
+    @property
+    def spn(self) -> str:
+        """The Kerberos service principal name asked for: `HTTP/cm01.corp.example.com` by default."""
+        host = self.auth.kerberos_hostname_override or self.host or ""
+        return f"{self.auth.kerberos_service}/{host}"
 
 
 @dataclass(frozen=True)
@@ -251,8 +263,10 @@ _SOURCE_KEYS: dict[SourceKind, tuple[str, ...]] = {
 }
 _AUTH_KEYS = (
     "transport", "username", "password_file", "password_env", "password",
-    "message_encryption", "allow_unencrypted",
+    "message_encryption", "allow_unencrypted", "keytab_file", "kerberos_service", "kerberos_hostname_override",
 )  # fmt: skip
+_KERBEROS_KEYS = ("keytab_file", "kerberos_service", "kerberos_hostname_override")
+KERBEROS_SERVICES: tuple[KerberosService, ...] = get_args(KerberosService)
 _PASSWORD_KEYS = ("password_file", "password_env", "password")
 _TLS_KEYS = ("verify", "ca_file", "cert_file", "key_file")
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -594,6 +608,7 @@ def _auth(ctx: _Context, value: Any, path: str, scheme: Scheme) -> AuthConfig | 
         _check_transport(ctx, path, transport, scheme, encryption, allow_unencrypted)
     username = _username(ctx, section, path, transport)
     password = _password(ctx, section, path, transport, username)
+    kerberos = _kerberos(ctx, section, path, transport)
     if transport is None:
         return None
     return AuthConfig(
@@ -602,7 +617,35 @@ def _auth(ctx: _Context, value: Any, path: str, scheme: Scheme) -> AuthConfig | 
         password=password,
         message_encryption=encryption,
         allow_unencrypted=allow_unencrypted,
+        **kerberos,
     )
+
+
+def _kerberos(ctx: _Context, section: dict[Any, Any], path: str, transport: Transport | None) -> dict[str, Any]:
+    """The kerberos-only keys: refused with any other transport, a keytab or a password (not both)."""
+    if transport != "kerberos":
+        for key in _KERBEROS_KEYS:
+            if transport is not None and not missing(section, key):
+                ctx.error(key_path(path, key), f"only used with auth.transport kerberos (this target uses {transport})")
+        return {}
+    keytab = ctx.existing_file(section, "keytab_file", path)
+    passwords = [key for key in _PASSWORD_KEYS if not missing(section, key)]
+    if keytab is not None and passwords:
+        ctx.error(
+            key_path(path, "keytab_file"),
+            f"set either keytab_file or {passwords[0]}, not both (each is a way to get tickets)",
+        )
+    host = ctx.string(section, "kerberos_hostname_override", path)
+    if host is not None and not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", host):
+        ctx.error(
+            key_path(path, "kerberos_hostname_override"),
+            f"must be a host name, such as cm01.corp.example.com (got {ctx.show(host)})",
+        )
+    return {
+        "keytab_file": keytab,
+        "kerberos_service": ctx.choice(section, "kerberos_service", path, KERBEROS_SERVICES) or "HTTP",
+        "kerberos_hostname_override": host,
+    }
 
 
 def _check_transport(
@@ -635,6 +678,12 @@ def _username(ctx: _Context, section: dict[Any, Any], path: str, transport: Tran
     needs_username = transport in ("ntlm", "credssp", "basic")
     if needs_username and missing(section, "username"):
         ctx.error(key_path(path, "username"), f"required for transport {transport}, such as CORP\\svc-cm-exporter")
+    if transport == "kerberos" and username is not None and "\\" in username:
+        ctx.error(
+            key_path(path, "username"),
+            "kerberos takes the principal name, such as svc-cm-exporter@CORP.EXAMPLE.COM "
+            "(DOMAIN\\user is the NTLM form)",
+        )
     return username
 
 

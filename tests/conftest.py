@@ -349,3 +349,51 @@ def provider(dataset: dict[str, Any]) -> Iterator[WSManServer]:
     """A loopback WS-Management server serving `dataset`, stopped after the test."""
     with WSManServer(dataset) as server:
         yield server
+
+
+# --- Kerberos -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kerberos:
+    """The suite's realm (tests/kerberos_realm.py) and what the tests sign in with."""
+
+    realm: Any  # kerberos_realm.Realm
+    user: str  # svc-exporter@CORP.EXAMPLE.COM, password `password`
+    password: str
+    client_keytab: str  # the user's keys, as ktpass exports them
+    service_keytab: str  # HTTP/cm01.corp.example.com and WSMAN/cm01.corp.example.com
+    spn_host: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(self.realm.env)
+
+
+@pytest.fixture(scope="session")
+def kerberos() -> Iterator[Kerberos]:
+    """A real MIT KDC on 127.0.0.1 for the session; fails under CI=true when it cannot run."""
+    from kerberos_realm import PROVIDER_HOST, Realm, kdc_binary
+
+    missing = []
+    if kdc_binary() is None:
+        missing.append("krb5kdc (Debian: krb5-kdc krb5-admin-server)")
+    for module in ("k5test", "gssapi", "krb5"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(f"the Python package {module}")
+    if missing:
+        message = f"Kerberos tests need {', '.join(missing)}; the README's test command installs them"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    realm = Realm()
+    try:
+        password = "Kerb3rosPassw0rd"
+        user = realm.add_user("svc-exporter", password)
+        service_keytab = realm.add_service(f"HTTP/{PROVIDER_HOST}")
+        realm.add_service(f"WSMAN/{PROVIDER_HOST}", service_keytab)
+        yield Kerberos(realm, user, password, realm.client_keytab("svc-exporter"), service_keytab, PROVIDER_HOST)
+    finally:
+        realm.stop()

@@ -964,6 +964,15 @@ def pull_body(context: str | None, items: Sequence[str], end: bool) -> str:
     return f"<n:PullResponse>{ctx}<n:Items>{''.join(items)}</n:Items>{eos}</n:PullResponse>"
 
 
+def _is_kerberos(token: str) -> bool:
+    """A Negotiate token that is not NTLM: a raw Kerberos or a SPNEGO one (both start with 0x60)."""
+    try:
+        raw = base64.b64decode(token.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return raw[:1] == b"\x60"
+
+
 # --------------------------------------------------------------------------- message encryption
 
 
@@ -1179,13 +1188,18 @@ class WSManServer:
         context_ttl: float = 60.0,
         max_concurrent_enumerations: int = 1500,
         machine: str = DEFAULT_MACHINE,
+        kerberos_keytab: str | None = None,
     ) -> None:
         if host not in ("127.0.0.1", "::1", "localhost"):
             raise ValueError("the test server only binds to loopback")
         self.users: dict[str, str] = dict(DEFAULT_USERS if users is None else users)
         self.auth: frozenset[str] = frozenset(a.lower() for a in auth)
-        if not self.auth <= {"basic", "ntlm"} or not self.auth:
-            raise ValueError(f"auth must be a non-empty subset of basic/ntlm, got {sorted(self.auth)}")
+        if not self.auth <= {"basic", "ntlm", "kerberos"} or not self.auth:
+            raise ValueError(f"auth must be a non-empty subset of basic/ntlm/kerberos, got {sorted(self.auth)}")
+        if ("kerberos" in self.auth) != (kerberos_keytab is not None):
+            raise ValueError("auth kerberos and kerberos_keytab go together (the keytab of the HTTP/host principal)")
+        self.kerberos_keytab = kerberos_keytab
+        self.kerberos_handshakes = 0
         self.denied_users = {u.lower() for u in denied_users}
         self.allow_unencrypted = allow_unencrypted
         self.first_batch = first_batch
@@ -1244,7 +1258,7 @@ class WSManServer:
         self.ca_file = cert[0]
         self._ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._ssl.load_cert_chain(cert[0], cert[1])
-        if cbt and "ntlm" in self.auth:
+        if cbt and self.auth & {"ntlm", "kerberos"}:
             self._cbt = _channel_bindings(cert[0])
 
     @property
@@ -1562,6 +1576,15 @@ class WSManServer:
         import spnego
 
         return spnego.server(protocol="negotiate", channel_bindings=self._cbt)
+
+    def new_kerberos_context(self) -> Any:
+        """An acceptor keyed by ``kerberos_keytab`` (not the process-wide KRB5_KTNAME), like the
+        HTTP/host keys of a Windows computer account."""
+        import gssapi
+        import spnego
+
+        credential = gssapi.Credentials(usage="accept", store={"keytab": cast(str, self.kerberos_keytab)})
+        return spnego.server(protocol="kerberos", channel_bindings=self._cbt, _gssapi_credential=credential)
 
     # ----------------------------------------------------------------- SOAP processing
 
@@ -2016,8 +2039,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _offers(self) -> list[tuple[str, str]]:
         offers = []
-        if "ntlm" in self.wsman.auth:
+        if self.wsman.auth & {"ntlm", "kerberos"}:
             offers.append(("WWW-Authenticate", "Negotiate"))
+        if "kerberos" in self.wsman.auth:
+            offers.append(("WWW-Authenticate", "Kerberos"))
         if "basic" in self.wsman.auth:
             offers.append(("WWW-Authenticate", 'Basic realm="WSMAN"'))
         return offers
@@ -2033,6 +2058,8 @@ class _Handler(BaseHTTPRequestHandler):
         scheme_l = scheme.lower()
         if scheme_l == "basic" and "basic" in self.wsman.auth:
             return self._basic(token.strip())
+        if scheme_l in ("negotiate", "kerberos") and "kerberos" in self.wsman.auth and _is_kerberos(token):
+            return self._kerberos(scheme, token.strip())
         if scheme_l in ("negotiate", "ntlm") and "ntlm" in self.wsman.auth:
             return self._ntlm(scheme, token.strip())
         if self.ntlm_user is not None:
@@ -2085,6 +2112,26 @@ class _Handler(BaseHTTPRequestHandler):
         self.ntlm_user = user
         self.final_token = f"{scheme} {base64.b64encode(out).decode()}" if out else None
         return user
+
+    def _kerberos(self, scheme: str, token: str) -> str | None:
+        """Accept a Kerberos AP-REQ (one step); the context then seals messages like NTLM's."""
+        try:
+            context = self.wsman.new_kerberos_context()
+            out = context.step(base64.b64decode(token, validate=True))
+        # Any refusal of the acceptor (pyspnego 0.12.4 may raise AttributeError from a failed step).
+        except Exception:
+            log.debug("kerberos token refused on connection %d", self.serial, exc_info=True)
+            self.ntlm_ctx = None
+            self._reject()
+            return None
+        if not context.complete:
+            self._reject()
+            return None
+        with self.wsman._lock:
+            self.wsman.kerberos_handshakes += 1
+        self.ntlm_ctx, self.ntlm_user = context, str(context.client_principal)
+        self.final_token = f"{scheme} {base64.b64encode(out).decode()}" if out else None
+        return self.ntlm_user
 
     # ----------------------------------------------------------------- output
 

@@ -27,6 +27,7 @@ from exporter.config import TargetConfig
 from exporter.errors import PollError
 from exporter.winrm.envelopes import MAX_OPERATION_TIMEOUT, Envelope, build_release
 from exporter.winrm.errors import connection_dropped, short, transport_error, where
+from exporter.winrm.kerberos import KerberosLogin, use_kerberos
 from exporter.winrm.plan import Connection
 
 log = logging.getLogger("exporter.winrm")
@@ -52,6 +53,8 @@ class Transport:
     def __init__(self, target: TargetConfig) -> None:
         self._target = target
         self._protocols: dict[Connection, Protocol] = {}
+        self._kerberos = KerberosLogin(target) if target.auth.transport == "kerberos" else None
+        self._tickets: dict[Connection, int] = {}  # the ticket generation each session authenticated with
 
     @property
     def where(self) -> str:
@@ -60,6 +63,8 @@ class Transport:
     def close(self) -> None:
         for protocol in list(self._protocols.values()):
             protocol.transport.close_session()
+        if self._kerberos is not None:
+            self._kerberos.close()
 
     def check_deadline(self, deadline: float, what: str) -> None:
         if time.monotonic() >= deadline:
@@ -90,6 +95,9 @@ class Transport:
                              extra={"target": self._target.name, "request": what, "err": short(exc)})
                     protocol.transport.close_session()
                     continue
+                if self._kerberos is not None:
+                    # A refused or expired security context: the next request authenticates anew.
+                    protocol.transport.close_session()
                 raise transport_error(exc, self._target, what) from exc
         raise AssertionError("unreachable")
 
@@ -121,6 +129,12 @@ class Transport:
         protocol = self._protocols.get(connection)
         if protocol is None:
             protocol = self._protocols[connection] = self._new_protocol()
+        if self._kerberos is not None:
+            generation = self._kerberos.refresh()
+            if self._tickets.get(connection, generation) != generation:
+                # Its security context ends with the old ticket; a new session authenticates anew.
+                protocol.transport.close_session()
+            self._tickets[connection] = generation
         return protocol
 
     def _new_protocol(self) -> Protocol:
@@ -128,7 +142,7 @@ class Transport:
         certificate = auth.transport == "certificate"
         read_timeout = max(2, math.ceil(target.timeout))
         try:
-            return Protocol(
+            protocol = Protocol(
                 target.endpoint,
                 transport=auth.transport,
                 username=auth.username,
@@ -146,6 +160,9 @@ class Transport:
             raise PollError("auth", f"WinRM credentials incomplete for {self.where}: {exc}") from None
         except (WinRMError, ValueError) as exc:
             raise PollError("other", f"cannot set up WinRM for {self.where}: {short(exc)}") from None
+        if self._kerberos is not None:
+            use_kerberos(protocol.transport, self._kerberos)
+        return protocol
 
     def scrub(self, text: str) -> str:
         """Defence in depth: server-supplied text could echo the password; never pass it on."""
