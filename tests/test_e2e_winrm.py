@@ -6,21 +6,27 @@ the exporter's own parsing, and compared with what a scrape over HTTP returns.
 
 from __future__ import annotations
 
+import re
+import signal
 from pathlib import Path
 from typing import Any
 
 from conftest import Samples, StartExporter, free_port, labels, parse_samples, promtool_check_metrics
-from expected import check_target
+from datasets import DP_CONTENT_SUMMARIZER, PACKAGE_STATUS
+from expected import check_collectors, check_target
 from wsman_server import DEFAULT_USERS, WSManServer
 
 USER, PASSWORD = next(iter(DEFAULT_USERS.items()))
 
 
 def winrm_config(tmp_path: Path, port: int, targets: str, *, interval: str = "3s", timeout: str = "2s",
-                 transport: str = "ntlm", scheme: str = "http", extra_auth: str = "", tls: str = "") -> Path:
+                 transport: str = "ntlm", scheme: str = "http", extra_auth: str = "", tls: str = "",
+                 defaults: str = "") -> Path:
+    """`defaults`: more keys of the defaults block (`collectors: [...], parallel_enumerations: 4`)."""
     secret = tmp_path / "cm_password"
     secret.write_text(PASSWORD + "\n")
-    lines = [f"defaults: {{interval: {interval}, timeout: {timeout}, stale_after: 1m}}", "targets:"]
+    more = f", {defaults}" if defaults else ""
+    lines = [f"defaults: {{interval: {interval}, timeout: {timeout}, stale_after: 1m{more}}}", "targets:"]
     for name, site in (t.split(":") for t in targets.split()):
         lines += [
             f"  - name: {name}",
@@ -137,3 +143,69 @@ def test_a_wmi_fault_mid_walk_keeps_the_last_good_rows(
     provider.fault_next("pull", "provider_failure", class_name="SMS_PackageStatus")
     got = exporter.wait_for("a wmi fault", lambda s: errors_of(s, "abc")["wmi_fault"] >= 1)
     assert got["sccm_package_status_rows"] == before["sccm_package_status_rows"]
+
+
+OPTIONAL = ("package_info", "dp_info", "dp_content_state", "dp_status", "dp_drive", "dp_groups")
+REFUSED = 'msg="sliced enumerations refused; reading the class in one enumeration until the configuration changes"'
+SLICED = (PACKAGE_STATUS, DP_CONTENT_SUMMARIZER)  # the classes read in PackageID slices
+
+
+def enumerates(provider: WSManServer, class_name: str, site: str, *, sliced: bool) -> int:
+    """The Enumerates of `class_name` in site `site`'s namespace, with the slices' LIKE or without."""
+    return sum(
+        1 for r in provider.requests_of(class_name, "enumerate")
+        if f"/site_{site}/" in (r.resource_uri or "") and (" LIKE " in (r.wql or "")) == sliced
+    )
+
+
+def refusals(log: str, target: str) -> list[str]:
+    return [line for line in log.splitlines() if REFUSED in line and f" target={target} " in line]
+
+
+def test_a_provider_refusing_the_slices_is_read_in_one_enumeration_exactly_until_a_reload_changes_the_target(
+    tmp_path: Path, provider: WSManServer, dataset: dict[str, Any], run_exporter: StartExporter,
+) -> None:
+    # Both shapes of the refusal: CannotProcessFilter nesting 0x80041017, and a plain MSFT_WmiError.
+    provider.refuse_like = {PACKAGE_STATUS: "cannot_process_filter", DP_CONTENT_SUMMARIZER: "invalid_query"}
+    config = winrm_config(tmp_path, provider.port, "abc:ABC def:DEF", interval="2s", timeout="2s",
+                          defaults=f"parallel_enumerations: 4, collectors: [{', '.join(OPTIONAL)}]")
+    exporter = run_exporter(config)
+    exporter.wait_ready()
+
+    def polls_after_the_refusal(s: Samples) -> bool:  # two more polls went straight to one enumeration
+        return all(enumerates(provider, c, site, sliced=False) >= 3 for c in SLICED for site in ("ABC", "DEF"))
+
+    got = exporter.wait_for("three polls of each target", polls_after_the_refusal)
+    for target, site in (("abc", "ABC"), ("def", "DEF")):
+        classes = dataset[f"root\\SMS\\site_{site}"]
+        check_target(got, target, site, classes[PACKAGE_STATUS])
+        check_collectors(got, target, site, classes, OPTIONAL)
+        assert got["sccm_up"][labels(target=target)] == 1
+        assert {dict(k)["collector"]: v for k, v in got["sccm_collector_up"].items()
+                if dict(k)["target"] == target} == dict.fromkeys(("package_status", *OPTIONAL), 1.0)
+        for class_name in SLICED:  # the slices were tried in the first poll only
+            assert enumerates(provider, class_name, site, sliced=True) == 4, (target, class_name)
+    assert sum(got["sccm_poll_errors_total"].values()) == 0
+    assert sum(got["sccm_collector_errors_total"].values()) == 0
+    log = exporter.log()
+    for target in ("abc", "def"):  # once per class, over every poll
+        lines = refusals(log, target)
+        assert sorted(re.findall(r" class=(\S+) ", " ".join(lines))) == sorted(SLICED), lines
+        assert all(" slices=4 " in line and "0x80041017" in line and "reason=wmi_fault" in line for line in lines)
+    assert PASSWORD not in log
+
+    # A reload that changes target abc builds it anew: its slices are tried again (and refused
+    # again, once); def, unchanged, keeps what it learnt.
+    config.write_text(config.read_text().replace("  - name: abc\n", "  - name: abc\n    timeout: 1900ms\n"))
+    exporter.proc.send_signal(signal.SIGHUP)
+    exporter.wait_for("abc's slices tried again", lambda s: all(
+        enumerates(provider, c, "ABC", sliced=True) == 8 for c in SLICED))
+    got = exporter.wait_for("a poll of abc in one enumeration again", lambda s: all(
+        enumerates(provider, c, "ABC", sliced=False) >= 5 for c in SLICED))
+    check_target(got, "abc", "ABC", dataset["root\\SMS\\site_ABC"][PACKAGE_STATUS])
+    check_collectors(got, "abc", "ABC", dataset["root\\SMS\\site_ABC"], OPTIONAL)
+    assert got["sccm_up"] == {labels(target="abc"): 1.0, labels(target="def"): 1.0}
+    log = exporter.log()
+    assert "configuration reloaded" in log and "kept=1 started=1 stopped=1" in log
+    assert len(refusals(log, "abc")) == 4 and len(refusals(log, "def")) == 2
+    assert all(enumerates(provider, c, "DEF", sliced=True) == 4 for c in SLICED)

@@ -10,16 +10,24 @@ from __future__ import annotations
 
 import logging
 import ssl
+import threading
 import time
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import pytest
 from conftest import collector_rows
-from datasets import make_site, provider_locations, single_site_dataset, site_namespace, three_site_dataset
+from datasets import (
+    DP_CONTENT_SUMMARIZER,
+    make_site,
+    provider_locations,
+    single_site_dataset,
+    site_namespace,
+    three_site_dataset,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from wsman_server import WSManServer, parse_wql
@@ -28,6 +36,7 @@ from exporter.collectors.package_status.row import QUERY, PackageStatusRow
 from exporter.config import AuthConfig, TargetConfig, TLSConfig
 from exporter.errors import PollError
 from exporter.rows import host_from_nal
+from exporter.winrm import lanes
 from exporter.winrm.plan import slice_predicates
 from exporter.winrm.source import WinRMSource
 
@@ -586,3 +595,202 @@ def test_a_hanging_slice_times_out_within_the_deadline(server: WSManServer) -> N
     server.stall_after_pages = None
     assert error.reason == "timeout"
     assert elapsed < 2.5 + 1.5
+
+
+# --- a provider refusing the slices: one enumeration instead, in the same poll ---------------------
+
+REFUSED = "sliced enumerations refused; reading the class in one enumeration until the configuration changes"
+PACKAGE_STATUS = QUERY.class_name
+
+
+def enumerate_wqls(server: WSManServer, class_name: str = PACKAGE_STATUS) -> list[str | None]:
+    return [record.wql for record in server.requests_of(class_name, "enumerate")]
+
+
+def sliced(wql: str | None) -> bool:
+    return wql is not None and " LIKE " in wql
+
+
+def refusals(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.getMessage() == REFUSED]
+
+
+@pytest.mark.parametrize("kind", ["cannot_process_filter", "invalid_query"])
+def test_refused_slices_give_every_row_exactly_once_in_the_same_poll(server: WSManServer, kind: str) -> None:
+    server.refuse_like = {PACKAGE_STATUS: kind}
+    rows = poll(WinRMSource(target(server, parallel=4)))
+    want = expected(abc_rows(SMALL))
+    assert len(rows) == len(want)  # no row twice, none missing
+    assert_same_rows(by_key(rows), want)
+    enumerates = server.requests_of(PACKAGE_STATUS, "enumerate")
+    assert [(r.fault, sliced(r.wql)) for r in enumerates[:4]] == [(kind, True)] * 4
+    assert [(r.wql, r.status) for r in enumerates[4:]] == [(QUERY.wql, 200)]
+    assert server.open_contexts() == 0
+
+
+def test_one_slice_refused_while_the_others_were_answered_still_gives_every_row_once(server: WSManServer) -> None:
+    # The other three slices' Enumerates succeed, and their first pages are held back: none of
+    # their rows may reach the collector before the one enumeration gives them all.
+    server.fault_next("enumerate", "cannot_process_filter", class_name=PACKAGE_STATUS)
+    rows = poll(WinRMSource(target(server, parallel=4)))
+    want = expected(abc_rows(SMALL))
+    assert len(rows) == len(want)
+    assert_same_rows(by_key(rows), want)
+    enumerates = server.requests_of(PACKAGE_STATUS, "enumerate")
+    assert sorted(r.fault or "" for r in enumerates[:4]) == ["", "", "", "cannot_process_filter"]
+    assert all(sliced(r.wql) for r in enumerates[:4]) and [r.wql for r in enumerates[4:]] == [QUERY.wql]
+    assert server.open_contexts() == 0  # the answered slices were released
+
+
+def test_the_refusal_is_logged_once_and_later_polls_send_no_sliced_enumerate(
+    server: WSManServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="exporter")
+    server.refuse_like = {PACKAGE_STATUS: "cannot_process_filter"}
+    source = WinRMSource(target(server, parallel=4))
+    want = expected(abc_rows(SMALL))
+    rows = poll(source)
+    assert len(rows) == len(want)
+    (record,) = refusals(caplog)
+    assert (record.name, record.levelno) == ("exporter.winrm", logging.WARNING)
+    fields = record.__dict__
+    assert (fields["target"], fields["class"], fields["slices"], fields["slice_by"], fields["reason"]) == (
+        "abc", PACKAGE_STATUS, 4, "PackageID", "wmi_fault")
+    assert "refused the WQL query on SMS_PackageStatus" in fields["err"]
+    assert fields["err"].endswith("(code 0x80041017)")
+    for _ in range(2):
+        server.clear_requests()
+        rows = poll(source)
+        assert len(rows) == len(want)
+        assert_same_rows(by_key(rows), want)
+        assert enumerate_wqls(server) == [QUERY.wql]  # straight to the one enumeration
+        assert len({r.connection for r in server.requests}) == 1
+    assert len(refusals(caplog)) == 1
+    # A new source (what a reload that changes the target builds) tries the slices again.
+    server.clear_requests()
+    assert len(poll(WinRMSource(target(server, parallel=4)))) == len(want)
+    assert [sliced(wql) for wql in enumerate_wqls(server)] == [True] * 4 + [False]
+    assert len(refusals(caplog)) == 2
+
+
+def test_another_fault_on_the_slices_while_the_plain_query_works_still_gives_the_data(
+    server: WSManServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="exporter")
+    server.refuse_like = {PACKAGE_STATUS: "provider_failure"}
+    source = WinRMSource(target(server, parallel=4))
+    want = expected(abc_rows(SMALL))
+    rows = poll(source)
+    assert len(rows) == len(want)
+    assert_same_rows(by_key(rows), want)
+    (record,) = refusals(caplog)
+    assert record.__dict__["err"].endswith("(code 0x80041001)")
+    server.clear_requests()
+    assert len(poll(source)) == len(want)
+    assert enumerate_wqls(server) == [QUERY.wql]
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason", "code"),
+    [
+        ("access_denied", "auth", 0x80041003),
+        ("access_denied_wsman", "auth", 5),
+        ("quota", "wmi_fault", 0x803381A6),
+        ("encoding_limit", "wmi_fault", 0x80338111),
+        ("timed_out", "timeout", 0x80338029),
+    ],
+)
+def test_a_fault_on_the_slices_not_about_the_filter_fails_the_poll_without_trying_one_enumeration(
+    server: WSManServer, caplog: pytest.LogCaptureFixture, kind: str, reason: str, code: int
+) -> None:
+    caplog.set_level(logging.INFO, logger="exporter")
+    server.refuse_like = {PACKAGE_STATUS: kind}
+    error = poll_error(WinRMSource(target(server, parallel=4)))
+    assert (error.reason, error.wmi_code) == (reason, code)
+    assert all(sliced(wql) for wql in enumerate_wqls(server))
+    assert not refusals(caplog)
+    assert server.open_contexts() == 0
+
+
+def test_a_fault_on_the_unsliced_query_too_is_reported_as_its_own_and_the_slices_are_tried_again(
+    server: WSManServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="exporter")
+    server.class_faults = {PACKAGE_STATUS: "provider_failure"}  # every query, sliced or not
+    source = WinRMSource(target(server, parallel=4))
+    error = poll_error(source)
+    assert (error.reason, error.wmi_code) == ("wmi_fault", 0x80041001)
+    assert "WMI provider failure reading SMS_PackageStatus" in str(error)
+    assert [sliced(wql) for wql in enumerate_wqls(server)] == [True] * 4 + [False]
+    assert not refusals(caplog)  # nothing learnt: the one enumeration failed as well
+    server.class_faults = {}
+    server.clear_requests()
+    assert len(poll(source)) == len(abc_rows(SMALL))
+    assert [sliced(wql) for wql in enumerate_wqls(server)] == [True] * 4
+
+
+def test_refused_slices_then_a_failing_unsliced_query_reports_the_unsliced_ones_fault(server: WSManServer) -> None:
+    # The four slices' Enumerates come first (the one enumeration waits for them to end).
+    server.fault_next("enumerate", "cannot_process_filter", class_name=PACKAGE_STATUS, times=4)
+    server.fault_next("enumerate", "access_denied", class_name=PACKAGE_STATUS)
+    error = poll_error(WinRMSource(target(server, parallel=4)))
+    assert (error.reason, error.wmi_code) == ("auth", 0x80041003)  # the unsliced query's, as with one lane
+    enumerates = server.requests_of(PACKAGE_STATUS, "enumerate")
+    assert [(r.fault, sliced(r.wql)) for r in enumerates] == [("cannot_process_filter", True)] * 4 + [
+        ("access_denied", False)]
+
+
+def test_a_missing_class_read_in_slices_is_still_invalid_class() -> None:
+    data: dict[str, dict[str, list[dict[str, Any]]]] = {site_namespace("ABC"): {"SMS_Package": []}}
+    with WSManServer(data, users=USERS) as srv:
+        error = poll_error(WinRMSource(target(srv, parallel=4)))
+    assert (error.reason, error.wmi_code) == ("wmi_fault", 0x80041010)
+    assert "invalid class SMS_PackageStatus in root\\SMS\\site_ABC" in str(error)
+
+
+def test_the_optional_collectors_slices_fall_back_too(server: WSManServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="exporter")
+    data = single_site_dataset("ABC", packages=30, servers=5, seed=7)
+    server.set_dataset(data)
+    server.refuse_like = {DP_CONTENT_SUMMARIZER: "invalid_query"}
+    source = WinRMSource(target(server, parallel=4))
+    rows = list(collector_rows(source, "dp_content_state", time.monotonic() + 30))
+    want = data[site_namespace("ABC")][DP_CONTENT_SUMMARIZER]
+    assert len(rows) == len(want) > 0
+    assert sorted((r.package_id, r.state) for r in rows) == sorted((r["PackageID"], r["State"]) for r in want)
+    assert [record.__dict__["class"] for record in refusals(caplog)] == [DP_CONTENT_SUMMARIZER]
+    # Per class: the core table still takes its slices on the same source.
+    assert len(poll(source)) == len(abc_rows(SMALL))
+    assert [sliced(wql) for wql in enumerate_wqls(server)] == [True] * 4
+    server.clear_requests()
+    assert len(list(collector_rows(source, "dp_content_state", time.monotonic() + 30))) == len(want)
+    assert [sliced(wql) for wql in enumerate_wqls(server, DP_CONTENT_SUMMARIZER)] == [False]
+
+
+def test_merge_gives_no_page_when_a_walk_fails_before_its_first_one() -> None:
+    """The walks start together: a walk that fails before its first page (a refused Enumerate)
+    fails the merge before any page of the others, however many they had ready."""
+    released: list[int] = []
+
+    def fast(stop: threading.Event) -> Generator[int, None, None]:
+        try:
+            yield from range(100)
+        finally:
+            released.append(1)
+
+    def refused(stop: threading.Event) -> Generator[int, None, None]:
+        time.sleep(0.3)
+        raise PollError("wmi_fault", "refused")
+        yield 0  # a generator
+
+    def late() -> PollError:
+        return PollError("timeout", "late")
+
+    given: list[tuple[int, int]] = []
+    walks: list[lanes.Walk[int]] = [fast, refused, fast]
+    with pytest.raises(PollError, match="refused"):
+        given.extend(lanes.merge(walks, time.monotonic() + 10, late, "test-gate"))
+    assert given == [] and released == [1, 1]
+    # Once every walk has its first page they stream as before.
+    pages = list(lanes.merge([fast, fast], time.monotonic() + 10, late, "test-gate"))
+    assert sorted(page for _, page in pages) == sorted([*range(100), *range(100)])

@@ -519,6 +519,7 @@ NS_XYZ = "root\\SMS\\site_XYZ"
         ),
         ("fault_access_denied_wmi.xml", SITE_NS, "auth", 0x80041003, "WMI Remote Enable", False),
         ("fault_cannot_process_filter.xml", SITE_NS, "wmi_fault", 0x80041017, "refused the WQL query", False),
+        ("fault_invalid_query.xml", SITE_NS, "wmi_fault", 0x80041017, "refused the WQL query", False),
         ("fault_invalid_enumeration_context.xml", SITE_NS, "wmi_fault", 2150858779, "expired or unknown", True),
         ("fault_timed_out.xml", SITE_NS, "timeout", 2150858793, "did not answer within the operation timeout", True),
         ("fault_msft_wmierror.xml", SITE_NS, "wmi_fault", 0x80041001, "WMI provider failure", False),
@@ -533,6 +534,28 @@ def test_fault_to_poll_error(name: str, namespace: str, reason: str, code: int, 
     assert says in str(error)
     assert str(error).endswith(f"(code 0x{code:08X})")
     assert fault.restartable is restartable
+
+
+@pytest.mark.parametrize(
+    ("name", "may_be"),
+    [
+        ("fault_cannot_process_filter.xml", True),  # the refusal expected of a provider
+        ("fault_invalid_query.xml", True),  # the same as a plain MSFT_WmiError
+        ("fault_msft_wmierror.xml", True),  # a generic failure: the plain query is worth a try
+        ("fault_invalid_class.xml", True),
+        ("fault_invalid_namespace.xml", True),
+        ("fault_access_denied.xml", False),  # the account, not the query
+        ("fault_access_denied_wmi.xml", False),
+        ("fault_quota_limit.xml", False),  # the server's limits
+        ("fault_encoding_limit.xml", False),
+        ("fault_timed_out.xml", False),  # the time: restarted instead
+        ("fault_invalid_enumeration_context.xml", False),
+    ],
+)
+def test_which_faults_on_a_slice_may_be_the_filter_refused(name: str, may_be: bool) -> None:
+    fault = faults.parse_fault(fixture(name))
+    assert fault.may_be_the_filter is may_be
+    assert fault.refuses_query is (name in ("fault_cannot_process_filter.xml", "fault_invalid_query.xml"))
 
 
 def test_unknown_fault_keeps_its_subcode_and_code() -> None:

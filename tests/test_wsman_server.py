@@ -51,6 +51,7 @@ from wsman_server import (
     WBEM_E_ACCESS_DENIED,
     WBEM_E_INVALID_CLASS,
     WBEM_E_INVALID_NAMESPACE,
+    WBEM_E_INVALID_QUERY,
     CimDatetime,
     WSManServer,
     format_datetime,
@@ -454,6 +455,7 @@ EXPECTED_FAULTS: dict[str, tuple[str, int | None, int | None]] = {
     "invalid_namespace": ("w:InternalError", None, 0x8004100E),
     "invalid_namespace_uri": ("a:DestinationUnreachable", 2150858752, None),
     "invalid_class": ("w:InternalError", None, 0x80041010),
+    "invalid_query": ("w:InternalError", None, WBEM_E_INVALID_QUERY),
     "cannot_process_filter": ("n:CannotProcessFilter", 2150858778, None),
     "access_denied": ("w:AccessDenied", None, 0x80041003),
     "access_denied_wsman": ("w:AccessDenied", 5, None),
@@ -529,6 +531,8 @@ def test_parse_wql_subset() -> None:
     assert query.where({"Status": 2, "ShareName": None})
     assert not query.where({"Status": 3, "ShareName": None})
     assert parse_wql("SELECT * FROM X WHERE Name LIKE 'a_[bc]%'").where is not None
+    assert query.likes == frozenset()
+    assert parse_wql("SELECT * FROM X WHERE (A = 1) AND (Name NOT LIKE '%[01]' OR Name = '')").likes == {"name"}
 
 
 # --------------------------------------------------------------------------- auth and transport
@@ -1011,3 +1015,35 @@ def test_remove_class_makes_it_unknown_in_that_namespace_only(server: WSManServe
     assert items_of(walk(proto, f"{WMI}root/sms/site_DEF/*", OPTIONAL_WQL[PACKAGE_BASECLASS]))
     assert items_of(walk(proto, ABC_STAR, OPTIONAL_WQL[DP_INFO]))
     assert len(items_of(walk(proto, ABC_URI))) == len(ABC_ROWS)
+
+
+def test_refuse_like_refuses_only_the_like_queries_of_its_classes_in_both_shapes(server: WSManServer) -> None:
+    proto = protocol(server)
+    sliced = f"{STATUS_WQL} WHERE PackageID LIKE '%[0123]'"
+    server.refuse_like = {"sms_packagestatus": "cannot_process_filter", DP_CONTENT_SUMMARIZER: "invalid_query"}
+    assert server.refuse_like == {"sms_packagestatus": "cannot_process_filter",
+                                  DP_CONTENT_SUMMARIZER.lower(): "invalid_query"}
+    for _ in range(2):  # persistent, not one-shot
+        fault = fault_of(proto, enumerate_xml(ABC_STAR, sliced))
+        assert (fault.fault_subcode, fault.wsman_fault_code) == ("n:CannotProcessFilter", CODE_CANNOT_PROCESS_FILTER)
+        assert b"0x80041017" in fault.response.encode() and b"LIKE on packageid" in fault.response.encode()
+    wql = f"{OPTIONAL_WQL[DP_CONTENT_SUMMARIZER]} WHERE (PackageID LIKE '%[^0123]' OR PackageID = '')"
+    fault = fault_of(proto, enumerate_xml(ABC_STAR, wql))
+    assert (fault.fault_subcode, fault.wmierror_code) == ("w:InternalError", WBEM_E_INVALID_QUERY)
+    refused = server.requests_of(PACKAGE_STATUS, "enumerate")
+    assert [(r.fault, r.status, r.wql) for r in refused] == [("cannot_process_filter", 500, sliced)] * 2
+    # The same classes without LIKE answer as usual: the plain WQL, the class URI, another WHERE.
+    assert len(items_of(walk(proto, ABC_STAR, STATUS_WQL))) == len(ABC_ROWS)
+    assert len(items_of(walk(proto, ABC_URI))) == len(ABC_ROWS)
+    assert items_of(walk(proto, ABC_STAR, f"{STATUS_WQL} WHERE PackageID = 'ABC00010'"))
+    assert items_of(walk(proto, ABC_STAR, OPTIONAL_WQL[DP_CONTENT_SUMMARIZER]))
+    # Other classes' LIKE queries too; any fault kind may stand for the refusal.
+    assert items_of(walk(proto, ABC_STAR, f"{OPTIONAL_WQL[DP_INFO]} WHERE NALPath LIKE '%'"))
+    server.refuse_like = {PACKAGE_STATUS: "provider_failure"}
+    assert fault_of(proto, enumerate_xml(ABC_STAR, sliced)).wsman_fault_code == 1359
+    server.clear_injections()
+    assert server.refuse_like  # not a queued injection
+    server.refuse_like = {}
+    assert items_of(walk(proto, ABC_STAR, sliced))
+    with pytest.raises(ValueError):
+        server.refuse_like = {PACKAGE_STATUS: "no_such_fault"}

@@ -89,6 +89,17 @@ Failure injection (thread-safe; set at any time, takes effect on the next reques
                             unaffected.  Ahead of the queued ``fault_next`` ones; not cleared by
                             clear_injections().  Keys match class names case-insensitively.
     hang_classes = {"SMS_PackageBaseclass"}   like ``hang``, for every request about a listed class.
+    refuse_like = {"SMS_PackageStatus": "cannot_process_filter"}   an Enumerate of a listed class
+                            whose WQL ``WHERE`` compares a property with ``LIKE`` (the exporter's
+                            PackageID slices) is answered with that fault, as a provider that
+                            cannot translate the query would; the same class asked without LIKE
+                            (the plain WQL, the class URI) answers as usual.  The provider's two
+                            shapes: ``"cannot_process_filter"`` (n:CannotProcessFilter nesting WMI
+                            0x80041017) and ``"invalid_query"`` (a plain ``p:MSFT_WmiError``
+                            0x80041017); any other kind of ``FAULT_KINDS`` stands for a fault that
+                            only the sliced query gets.  Logged like any fault (``fault`` = the
+                            kind, ``wql`` = the query); not cleared by clear_injections().  Keys
+                            match class names case-insensitively.
     reset_mid_pull = N      the next N Pull responses are cut: headers and half the body, then a
                             TCP reset.  The page's context was consumed (old one invalid).
     delay = seconds         sleep before every HTTP answer (simulated round-trip time).
@@ -196,6 +207,7 @@ FAULT_KINDS = frozenset(
         "invalid_namespace_uri",  # the other shape: a:DestinationUnreachable + InvalidResourceURI
         "invalid_class",  # WMI 0x80041010 as MSFT_WmiError (w:InternalError)
         "cannot_process_filter",  # n:CannotProcessFilter, WSManFault 2150858778, nested WMI error
+        "invalid_query",  # WMI 0x80041017 as MSFT_WmiError (w:InternalError)
         "access_denied",  # w:AccessDenied with MSFT_WmiError 0x80041003
         "access_denied_wsman",  # w:AccessDenied with WSManFault Code 5
         "provider_failure",  # w:InternalError, WSManFault 1359, nested 0x80041001
@@ -477,6 +489,7 @@ class WqlQuery:
     class_name: str
     where: Predicate | None
     referenced: frozenset[str]
+    likes: frozenset[str] = frozenset()  # the properties compared with LIKE (lower case)
 
 
 _TOKEN_RE = re.compile(
@@ -591,6 +604,7 @@ class _WqlParser:
         self.tokens = _tokenize(text)
         self.pos = 0
         self.referenced: set[str] = set()
+        self.likes: set[str] = set()
 
     def peek(self) -> tuple[str, str] | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -625,7 +639,7 @@ class _WqlParser:
         where = self.expression() if self.accept("kw", "WHERE") else None
         if self.peek() is not None:
             raise WqlError(f"unexpected {self.peek()} in {self.text!r}")
-        return WqlQuery(self.text, properties, class_name, where, frozenset(self.referenced))
+        return WqlQuery(self.text, properties, class_name, where, frozenset(self.referenced), frozenset(self.likes))
 
     def expression(self) -> Predicate:
         terms = [self.conjunction()]
@@ -673,6 +687,7 @@ class _WqlParser:
             return lambda row: (_get(row, name, written) is None) != negate
         negate = self.accept("kw", "NOT")
         if self.accept("kw", "LIKE"):
+            self.likes.add(name)
             pattern = like_regex(str(self.literal()))
             known: dict[str, bool] = {}  # per value: a million rows hold a few thousand PackageIDs
 
@@ -810,6 +825,7 @@ def make_fault(kind: str, machine: str = DEFAULT_MACHINE, detail: str = "", wmi_
     builders: dict[str, Callable[[], Fault]] = {
         "invalid_namespace": lambda: _wmi_fault(kind, WBEM_E_INVALID_NAMESPACE),
         "invalid_class": lambda: _wmi_fault(kind, WBEM_E_INVALID_CLASS),
+        "invalid_query": lambda: _wmi_fault(kind, WBEM_E_INVALID_QUERY),
         "access_denied": lambda: _wmi_fault(kind, WBEM_E_ACCESS_DENIED, "w:AccessDenied", "s:Sender"),
         "invalid_namespace_uri": lambda: _invalid_resource_fault(machine, detail),
         "cannot_process_filter": lambda: _filter_fault(machine, detail, wmi_code or WBEM_E_INVALID_QUERY),
@@ -1232,6 +1248,7 @@ class WSManServer:
         self._hang: frozenset[str] = frozenset()
         self._hang_classes: frozenset[str] = frozenset()  # lower-case class names
         self._class_faults: dict[str, str] = {}  # lower-case class name -> fault kind
+        self._refuse_like: dict[str, str] = {}  # lower-case class name -> fault kind for a WQL LIKE
         self._hang_on_connect = False
         self._reset_mid_pull = 0
         self._stall_after_pages: int | None = None
@@ -1458,6 +1475,21 @@ class WSManServer:
             raise ValueError(f"class_faults kinds must be in {sorted(FAULT_KINDS)}, got {unknown}")
         with self._lock:
             self._class_faults = value
+
+    @property
+    def refuse_like(self) -> dict[str, str]:
+        """A copy of the classes whose LIKE queries are refused: lower-case class name -> fault kind."""
+        with self._lock:
+            return dict(self._refuse_like)
+
+    @refuse_like.setter
+    def refuse_like(self, faults: Mapping[str, str]) -> None:
+        value = {name.lower(): kind for name, kind in faults.items()}
+        unknown = sorted(kind for kind in value.values() if kind not in FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"refuse_like kinds must be in {sorted(FAULT_KINDS)}, got {unknown}")
+        with self._lock:
+            self._refuse_like = value
 
     def fault_next(self, action: str, kind: str, times: int = 1, class_name: str | None = None) -> None:
         """Answer the next ``times`` requests of ``action`` (or "any") with the fault ``kind``.
@@ -1763,6 +1795,11 @@ class WSManServer:
         if found is None:
             raise make_fault("cannot_process_filter", self.machine, "Invalid class.", WBEM_E_INVALID_CLASS)
         class_name, rows = found
+        with self._lock:
+            refused = self._refuse_like.get(class_name.lower()) if query.likes else None
+        if refused is not None:
+            detail = f"LIKE on {', '.join(sorted(query.likes))} is not supported."
+            raise make_fault(refused, self.machine, detail if refused == "cannot_process_filter" else "")
         with self._lock:
             cached = self._selections.get((id(rows), text))
         if cached is not None and cached[0] is rows:  # the same query on the same, unchanged rows

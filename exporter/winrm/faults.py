@@ -29,6 +29,7 @@ WBEM_E_FAILED = 0x80041001
 WBEM_E_ACCESS_DENIED = 0x80041003
 WBEM_E_INVALID_NAMESPACE = 0x8004100E
 WBEM_E_INVALID_CLASS = 0x80041010
+WBEM_E_INVALID_QUERY = 0x80041017
 E_ACCESSDENIED = 0x80070005
 ERROR_ACCESS_DENIED = 5
 ERROR_INTERNAL_ERROR = 1359
@@ -77,6 +78,39 @@ class Fault:
     def restartable(self) -> bool:
         """The enumeration can be started again (spec: TimedOut, InvalidEnumerationContext)."""
         return self.is_timed_out or self.is_invalid_context
+
+    @property
+    def is_access_denied(self) -> bool:
+        return (
+            self.subcode == "AccessDenied"
+            or self.has(WBEM_E_ACCESS_DENIED, E_ACCESSDENIED)
+            or ERROR_ACCESS_DENIED in self.wsman_codes
+        )
+
+    @property
+    def refuses_query(self) -> bool:
+        """The provider refused the query itself: n:CannotProcessFilter or WMI invalid query 0x80041017."""
+        return self.subcode == "CannotProcessFilter" or self.has(
+            WBEM_E_INVALID_QUERY, WSMAN_CANNOT_PROCESS_FILTER, WSMAN_CANNOT_PROCESS_FILTER_CLIENT
+        )
+
+    @property
+    def may_be_the_filter(self) -> bool:
+        """Whether this fault, on the Enumerate of a slice (a WQL `LIKE` on PackageID), may be the
+        provider refusing that filter, so that one enumeration without it is worth trying.
+
+        Any fault may be (a refused query, 0x80041017, `CannotProcessFilter`, is the expected one;
+        a provider whose WQL-to-SQL translation fails may just as well answer a generic failure),
+        except those about the account (access denied), the time (timed out, context expired) or
+        the server's limits (operation quota, envelope size): the query without the filter would
+        meet them the same way.
+        """
+        return not (
+            self.is_access_denied
+            or self.restartable
+            or self.subcode in ("QuotaLimit", "EncodingLimit")
+            or self.has(*WSMAN_QUOTA_CODES, WSMAN_ENCODING_LIMIT)
+        )
 
 
 def parse_fault(data: bytes | str) -> Fault:
@@ -176,11 +210,7 @@ def fault_error(fault: Fault, *, namespace: str, class_name: str) -> PollError:
     """
     where = f"{class_name} in {namespace}"
     said = clean_text(fault.text)
-    if (
-        fault.subcode == "AccessDenied"
-        or fault.has(WBEM_E_ACCESS_DENIED, E_ACCESSDENIED)
-        or (ERROR_ACCESS_DENIED in fault.wsman_codes)
-    ):
+    if fault.is_access_denied:
         code = _first(fault, WBEM_E_ACCESS_DENIED, E_ACCESSDENIED, ERROR_ACCESS_DENIED)
         return PollError(
             "auth",
@@ -217,9 +247,7 @@ def _wmi_fault(fault: Fault, *, namespace: str, class_name: str, said: str) -> P
             f"(wrong site_code?) ({said})",
             wmi_code=_first(fault, WSMAN_RESOURCE_NOT_FOUND) or _best_code(fault),
         )
-    if fault.subcode == "CannotProcessFilter" or fault.has(
-        WSMAN_CANNOT_PROCESS_FILTER, WSMAN_CANNOT_PROCESS_FILTER_CLIENT
-    ):
+    if fault.refuses_query:
         return PollError(
             "wmi_fault", f"the provider refused the WQL query on {where} ({said})", wmi_code=_best_code(fault)
         )

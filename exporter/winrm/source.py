@@ -6,8 +6,9 @@ PackageID slices of a large class), runs them (`lanes`, each on a connection of 
 `transport`), and hands each reply on as it arrives, never collected first. It copes with what
 Windows does on a long walk (docs/troubleshooting.md): contexts that expire and operation
 timeouts (the enumeration is started again, once), connections that drop between requests
-(`transport`), pages of about 75 KB however large the envelope. Every failure is a `PollError`;
-SOAP faults are read by `faults`.
+(`transport`), pages of about 75 KB however large the envelope, a provider that refuses the
+slices' WQL (the class is read in one enumeration instead, from then on). Every failure is a
+`PollError`; SOAP faults are read by `faults`.
 """
 
 from __future__ import annotations
@@ -57,6 +58,18 @@ class _Restart(Exception):
         self.error = error
 
 
+class _SliceFault(PollError):
+    """A fault on a slice's Enumerate that may be the provider refusing the slice filter
+    (`Fault.may_be_the_filter`): worth one enumeration of the class without slices.
+
+    A `PollError` like the one it stands for, so that wherever it is not handled (a page of the
+    read was already handed on) it is reported as the fault it is.
+    """
+
+    def __init__(self, error: PollError) -> None:
+        super().__init__(error.reason, str(error.args[0]), wmi_code=error.wmi_code)
+
+
 class WinRMSource:
     """The classes of one SMS Provider, read with pywinrm.
 
@@ -75,6 +88,15 @@ class WinRMSource:
         # wait for its answer; a failure is kept for the rest of that poll (same deadline).
         self._discovery = threading.Lock()
         self._discovery_failure: tuple[float, PollError] | None = None
+        # Classes (lower case) whose slices the provider refused while it answered the class in
+        # one enumeration: read in one from then on. Per class, not per target: each class's WQL
+        # becomes SQL over a view of its own, so that one class refusing says nothing sure of
+        # another, and a class that takes the slices keeps its faster read; learning it costs a
+        # class one refused round of Enumerates. Kept by the source, which lives as long as the
+        # target's configuration: a reload that changes the target builds a new source
+        # (`Exporter.reload`) and the slices are tried again; an unchanged target keeps it.
+        self._unsliced: set[str] = set()
+        self._unsliced_lock = threading.Lock()
 
     def site_code(self) -> str | None:
         return self._site
@@ -89,32 +111,84 @@ class WinRMSource:
         instance with `ProviderForLocalSite` true) and kept. If an enumeration dies mid-walk (an
         expired or unknown context, an operation timeout) it is started again, once per slice
         and poll: pages already given are then given again, so a read that ends without an
-        error has given every instance at least once. Any failure, of any slice, is a
+        error has given every instance at least once. If the provider refuses the slices, the
+        class is read in one enumeration instead (`_sliced`). Any failure, of any slice, is a
         `PollError`; the password never appears in one.
         """
         try:
             site = self._site_code(deadline) if query.namespace is None else ""
-            enumerations = plan(query, site, lanes=self._lanes, property_list=self._property_list)
+            with self._unsliced_lock:
+                count = 1 if query.class_name.lower() in self._unsliced else self._lanes
+            enumerations = plan(query, site, lanes=count, property_list=self._property_list)
             reader = FragmentReader(query.properties) if self._property_list else None
             if len(enumerations) == 1:
                 yield from self._pages_of(enumerations[0], reader, deadline)
             else:
-                yield from self._parallel(enumerations, reader, deadline)
+                yield from self._sliced(query, site, enumerations, reader, deadline)
         except PollError as error:
             scrubbed = self._transport.scrub(str(error.args[0]) if error.args else "")
             if error.args and scrubbed != error.args[0]:
                 raise PollError(error.reason, scrubbed, wmi_code=error.wmi_code) from None
             raise
 
-    def _pages_of(self, enumeration: Enumeration, reader: FragmentReader | None, deadline: float) -> Iterator[Page]:
+    def _pages_of(
+        self, enumeration: Enumeration, reader: FragmentReader | None, deadline: float
+    ) -> Generator[Page, None, None]:
         first = 1
         for raw in self._walk(enumeration, deadline):
             yield ReplyPage(raw, reader, enumeration.class_name, first, enumeration.slice)
             first += raw.count
 
+    def _sliced(
+        self, query: Query, site: str, enumerations: list[Enumeration], reader: FragmentReader | None,
+        deadline: float,
+    ) -> Iterator[Page]:
+        """The slices' pages; if the provider refused a slice's Enumerate, the class in one
+        enumeration instead, in the same read.
+
+        A refusal is any fault on a slice's Enumerate but those the plain query would meet too
+        (`Fault.may_be_the_filter`). The slices start together (`lanes.merge`): a refused Enumerate
+        fails them before any of their pages was handed on, so the one enumeration gives every
+        row exactly once. Once that enumeration is answered the class is remembered as unsliced
+        and the log says so, once; if it fails, its own error is the read's, and the slices are
+        tried again next poll.
+        """
+        handed = False
+        try:
+            with closing(self._parallel(enumerations, reader, deadline)) as pages:
+                for page in pages:
+                    handed = True
+                    yield page
+            return
+        except _SliceFault as fault:
+            if handed:  # a restarted slice refused mid-walk: its rows are half given, fail as usual
+                raise
+            refused = fault
+        (whole,) = plan(query, site, lanes=1, property_list=self._property_list)
+        answered = False
+        with closing(self._pages_of(whole, reader, deadline)) as pages:
+            for page in pages:
+                if not answered:
+                    answered = True
+                    self._unslice(query, refused, len(enumerations))
+                yield page
+
+    def _unslice(self, query: Query, refused: PollError, slices: int) -> None:
+        """Read `query`'s class in one enumeration from now on; say so once."""
+        with self._unsliced_lock:
+            if query.class_name.lower() in self._unsliced:
+                return
+            self._unsliced.add(query.class_name.lower())
+        log.warning(
+            "sliced enumerations refused; reading the class in one enumeration until the configuration changes",
+            extra={"target": self._target.name, "class": query.class_name, "slices": slices,
+                   "slice_by": query.slice_by, "reason": refused.reason,
+                   "err": self._transport.scrub(str(refused))},
+        )
+
     def _parallel(
         self, enumerations: list[Enumeration], reader: FragmentReader | None, deadline: float
-    ) -> Iterator[Page]:
+    ) -> Generator[Page, None, None]:
         """The slices' enumerations at once (`lanes`), their pages handed on as they come."""
         firsts = [1] * len(enumerations)
         class_name = enumerations[0].class_name
@@ -236,6 +310,8 @@ class WinRMSource:
             error = fault_error(fault, namespace=enumeration.namespace, class_name=enumeration.class_name)
             if fault.restartable:
                 raise _Restart(error) from None
+            if enumeration.slice and action == "Enumerate" and fault.may_be_the_filter:
+                raise _SliceFault(error) from None
             raise error from None
         limit = self._target.max_response_bytes
         if len(raw) > limit:
