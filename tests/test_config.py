@@ -487,7 +487,8 @@ def test_unknown_key_with_suggestion() -> None:
     text = document(winrm(auth={"passwrd": "x"}))
     assert the_error(text) == (
         "targets[0].auth.passwrd: unknown key; allowed: transport, username, password_file, "
-        "password_env, password, message_encryption, allow_unencrypted, keytab_file, kerberos_service, kerberos_hostname_override; did you mean 'password'?"
+        "password_env, password, message_encryption, allow_unencrypted, keytab_file, kerberos_service, "
+        "kerberos_hostname_override; did you mean 'password'?"
     )
 
 
