@@ -23,6 +23,7 @@ from functools import partial
 
 from winrm.exceptions import WinRMOperationTimeoutError, WSManFaultError
 
+from exporter.capture import Recorder
 from exporter.config import TargetConfig
 from exporter.errors import PollError
 from exporter.rows import item_text
@@ -76,14 +77,16 @@ class WinRMSource:
     `property_list` (default) asks with the WQL property list of each query (items come as
     `w:XmlFragment`); False enumerates the class URI, i.e. `SELECT *` (`p:<class>` items), in
     one enumeration: what a provider that refused the query could still answer.
+
+    `recorder` (`--record`) is given every request sent and what came back (`exporter.capture`).
     """
 
-    def __init__(self, target: TargetConfig, *, property_list: bool = True) -> None:
+    def __init__(self, target: TargetConfig, *, property_list: bool = True, recorder: Recorder | None = None) -> None:
         self._target = target
         self._property_list = property_list
         self._site: str | None = target.site_code
         self._lanes = max(1, target.parallel_enumerations if property_list else 1)
-        self._transport = Transport(target)
+        self._transport = Transport(target, recorder=recorder)
         # Site discovery is shared by the collectors of a poll: the first one asks, the others
         # wait for its answer; a failure is kept for the rest of that poll (same deadline).
         self._discovery = threading.Lock()

@@ -23,6 +23,7 @@ from winrm.exceptions import (
 )
 from winrm.protocol import Protocol
 
+from exporter.capture import Recorder
 from exporter.config import TargetConfig
 from exporter.errors import PollError
 from exporter.winrm.envelopes import MAX_OPERATION_TIMEOUT, Envelope, build_release
@@ -50,8 +51,9 @@ def system_ca_file() -> str | None:
 class Transport:
     """The pywinrm Protocols (HTTP sessions) of one target, one per connection, and how to use them."""
 
-    def __init__(self, target: TargetConfig) -> None:
+    def __init__(self, target: TargetConfig, recorder: Recorder | None = None) -> None:
         self._target = target
+        self._recorder = recorder  # `--record`: every request sent, and what came back
         self._protocols: dict[Connection, Protocol] = {}
         self._kerberos = KerberosLogin(target) if target.auth.transport == "kerberos" else None
         self._tickets: dict[Connection, int] = {}  # the ticket generation each session authenticated with
@@ -85,8 +87,7 @@ class Transport:
             operation_timeout = self._arm(protocol, deadline, what)
             envelope = build(operation_timeout)
             try:
-                protocol.transport.build_session().trust_env = False  # no proxy or .netrc from the environment
-                return protocol.send_message(envelope.text), envelope
+                return self._send_once(protocol, connection, envelope.text, attempt), envelope
             except (WSManFaultError, WinRMOperationTimeoutError):
                 raise
             except Exception as exc:
@@ -110,9 +111,27 @@ class Transport:
         envelope = build_release(to=self._target.endpoint, uri=uri, context=context,
                                  operation_timeout=RELEASE_TIMEOUT / 2)
         try:
-            protocol.send_message(envelope.text)
+            self._send_once(protocol, connection, envelope.text, 1)
         except Exception as exc:  # a courtesy request: whatever went wrong, the poll's outcome stands
             log.debug("release failed (ignored)", extra={"target": self._target.name, "err": type(exc).__name__})
+
+    def _send_once(self, protocol: Protocol, connection: Connection, text: str, attempt: int) -> bytes:
+        """One request on the connection's session; recorded, failures included, when recording."""
+        if self._recorder is None:
+            protocol.transport.build_session().trust_env = False  # no proxy or .netrc from the environment
+            return protocol.send_message(text)  # type: ignore[no-any-return]
+        exchange = self._recorder.begin(connection[0], connection[1], text, attempt=attempt)
+        try:
+            session = protocol.transport.build_session()
+            session.trust_env = False
+            # On the session in use whatever built it (pywinrm, or use_kerberos): its HTTP status and headers.
+            exchange.watch(session)
+            reply: bytes = protocol.send_message(text)
+        except BaseException as exc:
+            exchange.failed(exc)
+            raise
+        exchange.replied(reply)
+        return reply
 
     def _arm(self, protocol: Protocol, deadline: float, what: str) -> float:
         """Set this request's read timeout to the time left; return the OperationTimeout to ask for.
