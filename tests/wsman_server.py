@@ -117,6 +117,24 @@ is about -- from the class URI or the WQL ``FROM`` of an Enumerate, from its enu
 or Release -- spelled as the data set spells it when the class exists there, None when unknown
 (an expired context, a malformed request).  Count per class with ``requests_of``/``items_served``.
 
+Replay of a capture (``exporter.capture``, tests/captures/):
+    replay(directory)       from now on every SOAP request is answered from the capture made with
+                            ``--record`` in ``directory`` instead of the data set (injections are
+                            ignored; authentication and message encryption work as configured).
+                            A request takes the recorded reply of the matching recorded request,
+                            with that exchange's HTTP status (faults 500, an empty 400 too), its
+                            ``a:RelatesTo`` rewritten to the request's MessageID: an Enumerate by
+                            its resource URI (case-insensitive) and WQL, the n-th such Enumerate
+                            taking the n-th recorded one (a restarted enumeration); a Pull by the
+                            enumeration context it carries (the recorded replies carry the recorded
+                            contexts, so the client sends them back), again in recorded order; any
+                            other action by its Action and resource URI.  A Release is answered with
+                            an empty ReleaseResponse.  Recorded exchanges that got no HTTP answer
+                            (a reset, a timeout) are not replayed.  A request with no recorded match
+                            gets a fault saying so and is listed in ``replay_unmatched`` (what a
+                            test asserts empty first).  A directory without a valid index raises
+                            ``exporter.capture.CaptureError`` naming what is wrong.
+
 NTLM credentials: pyspnego's acceptor reads ``NTLM_USER_FILE`` (lines ``DOMAIN:USER:PASSWORD``)
 from the process environment.  The environment is process-wide and tests run in-process, so all
 running servers share one temp file holding the union of their users (a user name with two
@@ -150,7 +168,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from exporter.capture import Capture, ExchangeRecord
 
 log = logging.getLogger(__name__)
 
@@ -1184,6 +1205,8 @@ def parse_resource_uri(uri: str | None) -> _Target:
 class WSManServer:
     """The test WS-Management server; see the module docstring for the full contract."""
 
+    _replay: _Replay | None = None  # set by replay(): the capture answering instead of the data set
+
     def __init__(
         self,
         dataset: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]] | None = None,
@@ -1391,6 +1414,20 @@ class WSManServer:
             r for r in self.requests
             if _class_key(r.class_name) == key and (wanted is None or r.action.lower() == wanted)
         ]
+
+    def replay(self, directory: str | os.PathLike[str]) -> None:
+        """Answer every SOAP request from the capture in ``directory`` (see the module docstring)."""
+        from exporter.capture import load_capture
+
+        replay = _Replay(load_capture(directory), self.machine)
+        with self._lock:
+            self._replay = replay
+
+    @property
+    def replay_unmatched(self) -> list[str]:
+        """The requests the capture being replayed had no reply for, described (empty when all matched)."""
+        replay = self._replay
+        return [] if replay is None else replay.unmatched_requests()
 
     def items_served(self, class_name: str) -> int:
         """Instances of ``class_name`` sent in successful replies (Enumerate and Pull), as logged."""
@@ -1630,6 +1667,9 @@ class WSManServer:
             return self._fault_reply(fault, None, record)
         record = self._record(request, user, encrypted, connection)
         self._append(record)
+        replay = self._replay
+        if replay is not None:
+            return replay.answer(request, record)
         if not self.wait_while(lambda: self._should_hang(request.action, record.class_name)):
             return 0, b"", record
         try:
@@ -1918,6 +1958,73 @@ def _safe_int(element: ET.Element | None) -> int | None:
         return _int_or_none(element, "value")
     except Fault:
         return None
+
+
+# --------------------------------------------------------------------------- replay of a capture
+
+_RELATES_TO = re.compile(rb"(<(?:[\w.-]+:)?RelatesTo\b[^>]*>)[^<]*(</)")
+
+
+class _Replay:
+    """The recorded replies of a capture, handed out to the requests that match them (``WSManServer.replay``)."""
+
+    def __init__(self, capture: Capture, machine: str) -> None:
+        self._capture = capture
+        self._machine = machine
+        self._lock = threading.Lock()
+        self._queues: dict[tuple[str, ...], deque[ExchangeRecord]] = {}
+        self._unmatched: list[str] = []
+        for exchange in capture.exchanges:
+            if exchange.replayable and exchange.action != "Release":
+                key = self._key(exchange.action, exchange.resource_uri, exchange.wql, exchange.context)
+                self._queues.setdefault(key, deque()).append(exchange)
+
+    @staticmethod
+    def _key(action: str, uri: str | None, wql: str | None, context: str | None) -> tuple[str, ...]:
+        """Enumerate: (URI, WQL), Pull: the context it carries, anything else: (Action, URI)."""
+        action = action.lower()
+        if action == "enumerate":
+            return ("enumerate", (uri or "").lower(), " ".join((wql or "").split()))
+        if action == "pull":
+            return ("pull", context or "")
+        return (action, (uri or "").lower())
+
+    def unmatched_requests(self) -> list[str]:
+        with self._lock:
+            return list(self._unmatched)
+
+    def answer(self, request: _Request, record: RequestRecord) -> tuple[int, bytes, RequestRecord]:
+        if request.action == "release":
+            record.status = 200
+            return 200, envelope(f"{ACTION_RELEASE}Response", request.message_id, "").encode("utf-8"), record
+        action = {"enumerate": "Enumerate", "pull": "Pull"}.get(request.action, request.action_uri)
+        key = self._key(action, record.resource_uri, record.wql, record.context_in)
+        with self._lock:
+            queue = self._queues.get(key)
+            exchange = queue.popleft() if queue else None
+            if exchange is None:
+                self._unmatched.append(_describe_request(record))
+        if exchange is None:
+            reason = f"Replay: the capture holds no reply for this request ({_describe_request(record)}). "
+            fault = Fault("replay_unmatched", "s:Receiver", "w:InternalError", reason,
+                          wsman_fault_xml(CODE_INTERNAL_ERROR, xml_text(reason), self._machine))
+            reply = fault_envelope(fault, request.message_id).encode("utf-8")
+            record.fault, record.status, record.envelope_bytes = fault.kind, 500, len(reply)
+            return 500, reply, record
+        body = self._capture.body(exchange.reply) if exchange.reply is not None else b""
+        if request.message_id:
+            body = _RELATES_TO.sub(lambda m: m.group(1) + xml_text(request.message_id or "").encode() + m.group(2),
+                                   body, count=1)
+        status = exchange.status or 200  # replayable: never None
+        record.class_name = exchange.class_name
+        record.status, record.envelope_bytes = status, len(body)
+        return status, body, record
+
+
+def _describe_request(record: RequestRecord) -> str:
+    what = record.wql or record.resource_uri or ""
+    context = f" with context {record.context_in}" if record.context_in else ""
+    return f"{record.action} {what}{context}".strip()
 
 
 # --------------------------------------------------------------------------- HTTP layer
