@@ -18,7 +18,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from datasets import three_site_dataset
 from prometheus_client.parser import text_string_to_metric_families
 from wsman_server import WSManServer
 
+from exporter.capture import CollectorOutcome, Recorder, Settings, Summary
 from exporter.collectors import SPECS
 from exporter.collectors.dp_content_state import DPContentRow
 from exporter.collectors.dp_drive import DriveRow
@@ -39,7 +41,8 @@ from exporter.collectors.package_status.aggregate import PackageStatusAggregate
 from exporter.collectors.package_status.pages import PageReader
 from exporter.collectors.package_status.row import CLASS_NAME, PackageStatusRow, parse_item
 from exporter.collectors.spec import Reader, page_rows
-from exporter.errors import Reason
+from exporter.config import TargetConfig
+from exporter.errors import PollError, Reason
 from exporter.exposition import build_body
 from exporter.families import Exposition, PerRow
 from exporter.poller import CollectorStatus, TargetPoller, TargetStatus
@@ -54,6 +57,7 @@ from exporter.sources.demo import (
     status_item,
 )
 from exporter.winrm.pages import RawPage, ReplyPage
+from exporter.winrm.source import WinRMSource
 from exporter.wmi import Item, ItemsPage, Page, Query, Source
 
 Labels = tuple[tuple[str, str], ...]
@@ -113,6 +117,43 @@ def wait_for_polls(poller: TargetPoller, count: int = 1, timeout: float = 30.0) 
 def collector_rows(source: Source, collector: str, deadline: float) -> Iterator[Any]:
     """The rows `collector` reads from `source` in one poll, as they come: what the poller adds up."""
     return Reader(SPECS[collector]).rows(source, deadline)
+
+
+def poll_collectors(source: Source, collectors: Iterable[str], deadline: float) -> dict[str, CollectorOutcome]:
+    """One poll of `collectors` from `source`, read at once as the poller reads them: per collector
+    the rows its `Reader` gave and, when it failed, the `PollError`'s reason and message."""
+
+    def read(name: str) -> CollectorOutcome:
+        rows = 0
+        try:
+            for _ in collector_rows(source, name, deadline):
+                rows += 1
+        except PollError as error:
+            return CollectorOutcome(rows, False, error.reason, str(error))
+        return CollectorOutcome(rows, True)
+
+    names = list(collectors)
+    with ThreadPoolExecutor(max_workers=max(1, len(names)), thread_name_prefix="collector") as pool:
+        futures = {name: pool.submit(read, name) for name in names}
+    return {name: future.result() for name, future in futures.items()}
+
+
+def record_poll(target: TargetConfig, directory: Path, *, property_list: bool = True, anonymize: bool = False,
+                seconds: float = 30) -> Summary:
+    """Poll the target's collectors once over WinRM, recording the exchanges into `directory`
+    (`exporter.capture`) with the poll's summary; the password is the secret scrubbed."""
+    auth = target.auth
+    recorder = Recorder(directory, anonymize=anonymize, secrets=[auth.password] if auth.password else [],
+                        hosts=[target.host] if target.host else [], accounts=[auth.username] if auth.username else [])
+    settings = Settings.of(target, property_list=property_list)
+    source = WinRMSource(target, property_list=property_list, recorder=recorder)
+    try:
+        outcomes = poll_collectors(source, settings.collectors, time.monotonic() + seconds)
+    finally:
+        source.close()
+    summary = Summary(settings, outcomes)
+    recorder.close(summary)
+    return summary
 
 
 def status_rows(raw: RawPage, site: str = "ABC", reader: PageReader | None = None) -> list[PackageStatusRow]:
