@@ -27,7 +27,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -509,7 +509,10 @@ _URL_HOST = re.compile(r"[a-z][a-z0-9+.-]*://(\[[^\]]*\]|[^/:?#\s]+)", re.I)
 # IDs); XML references are skipped whole, so that an entity is never taken for a name.
 _TOKEN = re.compile(r"&#?\w+;|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _LABEL = re.compile(r"[^.-]+")
-_XML_PART = re.compile(r"<[^>]*>|[^<]+")
+# A tag (its closing slash, its qualified name, the rest), or the text between two tags.
+_XML_PART = re.compile(r"<(/?)([^\s/>]*)([^>]*)>|[^<]+")
+# Entries a cache of the anonymizer holds at most before it starts again.
+_CACHED = 200_000
 _ATTRIBUTE = re.compile(r"""([\w:.-]+)(\s*=\s*)(?:"([^"]*)"|'([^']*)')""")
 _WQL_LITERAL = re.compile(r"'[^']*'|\"[^\"]*\"")
 # Values no name hides in: numbers, booleans, datetimes, message IDs. (A site code has a letter;
@@ -569,6 +572,12 @@ class Anonymizer:
         self._ips = _Names(lambda n: f"192.0.2.{n % 254 + 1}")
         self._names = _Names(lambda n: f"Name {n:04d}")  # exact text
         self._account_pattern: re.Pattern[str] | None = None
+        # Caches: values already learned from, values already searched for hosts of known domains
+        # (and how many domains were known then), texts already replaced (while nothing new is learned).
+        self._seen: set[tuple[str, str, bool, str | None]] = set()
+        self._domain_checked: dict[str, int] = {}
+        self._replaced: dict[str, str] = {}
+        self._replaced_at = -1
         for host in hosts:
             self.learn_host(host)
         for account in accounts:
@@ -627,18 +636,33 @@ class Anonymizer:
     def learn_xml(self, data: bytes, class_name: str | None) -> None:
         """Learn the names of one request or reply (see the class docstring for where from)."""
         text, _ = _decoded(data)
-        for element, value, attribute in _values_of(text):
-            if attribute == "machine":
+        values = [value for value in _values_of(text) if value[0] not in _BOOKKEEPING]
+        for element, value, attribute in values:
+            key = (element, value, attribute, class_name if element == "name" else None)
+            if key in self._seen:  # the values of a class repeat row after row (NAL paths, site codes)
+                continue
+            if len(self._seen) > _CACHED:
+                self._seen.clear()
+            self._seen.add(key)
+            if attribute and element == "machine":
                 self.learn_host(value)
-            elif attribute is None and element not in _BOOKKEEPING:
+            elif not attribute:
                 self._learn_property(element, value, class_name)
             self._learn_patterns(value)
-        # A host named only in free text, in a domain learned from the schema's places.
-        for element, value, _ in _values_of(text):
-            if element not in _BOOKKEEPING:
-                for token in _TOKEN.findall(value):
-                    if "." in token and not token.startswith("&") and self._in_known_domain(token):
-                        self.learn_host(token)
+        # A host named only in free text, in a domain learned from the schema's places (again
+        # when more domains are known than when the value was last looked at).
+        domains = len(self._domains.stand_ins)
+        if not domains:
+            return
+        for _, value, _ in values:
+            if self._domain_checked.get(value) == domains:
+                continue
+            if len(self._domain_checked) > _CACHED:
+                self._domain_checked.clear()
+            self._domain_checked[value] = domains
+            for token in _TOKEN.findall(value):
+                if "." in token and not token.startswith("&") and self._in_known_domain(token):
+                    self.learn_host(token)
 
     def _learn_property(self, element: str, value: str, class_name: str | None) -> None:
         value = value.strip()
@@ -687,26 +711,32 @@ class Anonymizer:
 
     def _in_known_domain(self, token: str) -> bool:
         lower = token.lower()
-        return any(lower[i + 1:] in self._domains.stand_ins for i, ch in enumerate(lower) if ch == ".")
+        dot = lower.find(".")
+        while dot >= 0:
+            if lower[dot + 1:] in self._domains.stand_ins:
+                return True
+            dot = lower.find(".", dot + 1)
+        return False
 
     # --- replacing ---
 
     def xml(self, data: bytes, class_name: str | None) -> bytes:
         """A request or reply with every learned name replaced; markup, bookkeeping and plain values kept."""
         text, codec = _decoded(data)
+        self._fresh()
         parts: list[str] = []
-        stack: list[str] = []
-        for match in _XML_PART.finditer(text):
-            part = match.group()
-            if part.startswith("<"):
-                parts.append(self._tag(part))
-                _follow(stack, part)
+        for element, match in _parts(text):
+            if match.group(2) is None:
+                parts.append(self._text_node(element, match.group()))
+            elif not match.group(1) and "=" in match.group(3):
+                parts.append(_ATTRIBUTE.sub(self._attribute, match.group()))
             else:
-                parts.append(self._text_node(stack[-1] if stack else "", part))
+                parts.append(match.group())
         return _encoded("".join(parts), codec)
 
     def text(self, value: str) -> str:
         """A plain string (an index entry, an error message) with every learned name replaced."""
+        self._fresh()
         whole = self._names.get(value)
         if whole is not None:
             return whole
@@ -714,12 +744,15 @@ class Anonymizer:
 
     def wql(self, query: str) -> str:
         """A WQL query with the names in its string literals replaced (property and class names kept)."""
+        self._fresh()
         return _WQL_LITERAL.sub(lambda literal: self._words(literal.group()), query)
 
-    def _tag(self, tag: str) -> str:
-        if tag.startswith(("</", "<?", "<!")):
-            return tag
-        return _ATTRIBUTE.sub(self._attribute, tag)
+    def _fresh(self) -> None:
+        """Forget the replacements made before names were learned since."""
+        learned = self.learned
+        if learned != self._replaced_at or len(self._replaced) > _CACHED:
+            self._replaced.clear()
+            self._replaced_at = learned
 
     def _attribute(self, match: re.Match[str]) -> str:
         name, equals, double, single = match.groups()
@@ -739,10 +772,16 @@ class Anonymizer:
         return self._words(text)
 
     def _words(self, text: str) -> str:
+        done = self._replaced.get(text)
+        if done is not None:
+            return done
+        words = text
         if self._accounts.stand_ins:
-            text = self._account_regex().sub(lambda m: _styled(self._accounts.stand_ins[m.group().lower()],
-                                                               m.group()), text)
-        return _TOKEN.sub(lambda match: self._token(match.group()), text)
+            words = self._account_regex().sub(lambda m: _styled(self._accounts.stand_ins[m.group().lower()],
+                                                                m.group()), words)
+        words = _TOKEN.sub(lambda match: self._token(match.group()), words)
+        self._replaced[text] = words
+        return words
 
     def _account_regex(self) -> re.Pattern[str]:
         if self._account_pattern is None:
@@ -820,31 +859,33 @@ def _name_kind(element: str, class_name: str | None) -> str:
     return "Group" if "group" in lower else "Package" if "package" in lower else "Name"
 
 
-def _values_of(text: str) -> Iterable[tuple[str, str, str | None]]:
-    """(element, unescaped value, attribute or None) of every text node and attribute value."""
+def _parts(text: str) -> Iterator[tuple[str, re.Match[str]]]:
+    """Each tag and text node of a document, with the element a text node is in (its local name,
+    lower case; "" for a tag)."""
     stack: list[str] = []
     for match in _XML_PART.finditer(text):
-        part = match.group()
-        if part.startswith("<"):
-            if not part.startswith(("</", "<?", "<!")):
-                for name, _, double, single in _ATTRIBUTE.findall(part):
-                    local = name.rpartition(":")[2].lower()
-                    yield local, unescape(double or single, {"&quot;": '"', "&apos;": "'"}), local
-            _follow(stack, part)
-        elif stack and part.strip():
-            yield stack[-1], unescape(part, {"&#13;": "\r"}), None
+        name = match.group(2)
+        if name is None:
+            yield (stack[-1] if stack else ""), match
+            continue
+        yield "", match
+        if match.group(1):
+            if stack:
+                stack.pop()
+        elif name[:1] not in ("?", "!") and not match.group(3).endswith("/"):
+            stack.append(name.rpartition(":")[2].lower())
 
 
-def _follow(stack: list[str], tag: str) -> None:
-    """The element stack after `tag` (local names, lower case)."""
-    if tag.startswith(("<?", "<!")) or tag.endswith("/>"):
-        return
-    if tag.startswith("</"):
-        if stack:
-            stack.pop()
-        return
-    name = re.match(r"<\s*([\w:.-]+)", tag)
-    stack.append(name.group(1).rpartition(":")[2].lower() if name else "")
+def _values_of(text: str) -> Iterator[tuple[str, str, bool]]:
+    """(element or attribute local name, unescaped value, whether an attribute) of every text node
+    and attribute value."""
+    for element, match in _parts(text):
+        if match.group(2) is None:
+            if element and not match.group().isspace():
+                yield element, unescape(match.group(), {"&#13;": "\r"}), False
+        elif not match.group(1) and "=" in match.group(3):
+            for name, _, double, single in _ATTRIBUTE.findall(match.group(3)):
+                yield name.rpartition(":")[2].lower(), unescape(double or single, {"&quot;": '"', "&apos;": "'"}), True
 
 
 def _decoded(data: bytes) -> tuple[str, str]:
