@@ -116,7 +116,7 @@ class ExchangeRecord:
     seq: int
     lane: str  # the connection: the class it reads and the slice number, `SMS_PackageStatus/0`
     attempt: int  # 2 for the resend after a dropped connection
-    action: str  # Enumerate, Pull, Release, Identify or the Action URI
+    action: str  # Enumerate, Pull, Release, Identify or other
     class_name: str | None
     resource_uri: str | None
     wql: str | None
@@ -124,6 +124,7 @@ class ExchangeRecord:
     request: str  # file name
     reply: str | None = None  # file name; None when no body came back
     status: int | None = None  # the final HTTP status; None when no HTTP answer came
+    action_uri: str | None = None  # the request's a:Action
     encrypted: bool = False  # the bodies went sealed (message encryption) on the wire
     error: str | None = None
     start: float = 0.0  # seconds since the recording started
@@ -296,11 +297,17 @@ class Exchange:
         self.request = request
         self._recorder = recorder
         self._started = time.monotonic()
-        action, uri, wql, context = _describe(request)
+        action_uri = _first(_ACTION, request)
+        action = _ACTIONS.get(action_uri or "", "other")
+        if action_uri is None and re.search(r"<(?:\w+:)?Identify\b", request):
+            action = "Identify"
+        uri, wql = _first(_RESOURCE_URI, request), _first(_FILTER, request)
+        wql = None if wql is None else wql.strip()
         self._record = ExchangeRecord(
             seq=seq, lane=f"{class_name}/{lane}", attempt=attempt, action=action,
-            class_name=_class_of(uri, wql) or class_name, resource_uri=uri, wql=wql, context=context,
-            request="", start=round(start, 6),
+            class_name=_class_of(uri, wql) or class_name, resource_uri=uri, wql=wql,
+            context=_first(_CONTEXT, request) if action in ("Pull", "Release") else None,
+            request="", start=round(start, 6), action_uri=action_uri,
         )
         self._done = False
 
@@ -402,18 +409,6 @@ _RESOURCE_URI = re.compile(r"<(?:\w+:)?ResourceURI\b[^>]*>\s*([^<\s]+)\s*<")
 _FILTER = re.compile(r"<(?:\w+:)?Filter\b[^>]*>([^<]*)<")
 _CONTEXT = re.compile(r"<(?:\w+:)?EnumerationContext\b[^>]*>\s*([^<\s]*)\s*<")
 _WQL_FROM = re.compile(r"\bFROM\s+([A-Za-z_]\w*)", re.I)
-
-
-def _describe(request: str) -> tuple[str, str | None, str | None, str | None]:
-    """(action, resource URI, WQL, context) of a request envelope."""
-    action_uri = _first(_ACTION, request)
-    if action_uri is None:
-        action = "Identify" if re.search(r"<(?:\w+:)?Identify\b", request) else "other"
-    else:
-        action = _ACTIONS.get(action_uri, action_uri)
-    wql = _first(_FILTER, request)
-    return action, _first(_RESOURCE_URI, request), None if wql is None else unescape(wql).strip(), \
-        _first(_CONTEXT, request) if action in ("Pull", "Release") else None
 
 
 def _class_of(uri: str | None, wql: str | None) -> str | None:
@@ -966,6 +961,7 @@ class _Reader:
             wql=self.get(data, "wql", str, where, True), context=self.get(data, "context", str, where, True),
             request=self.get(data, "request", str, where), reply=self.get(data, "reply", str, where, True),
             status=self.get(data, "status", int, where, True), encrypted=bool(data.get("encrypted")),
+            action_uri=self.get(data, "action_uri", str, where, True),
             error=self.get(data, "error", str, where, True),
             start=float(self.get(data, "start", (int, float), where)),
             duration=self.get(data, "duration", (int, float), where, True),

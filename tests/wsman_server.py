@@ -1976,7 +1976,8 @@ class _Replay:
         self._unmatched: list[str] = []
         for exchange in capture.exchanges:
             if exchange.replayable and exchange.action != "Release":
-                key = self._key(exchange.action, exchange.resource_uri, exchange.wql, exchange.context)
+                action = exchange.action if exchange.action in ("Enumerate", "Pull") else exchange.action_uri or ""
+                key = self._key(action, exchange.resource_uri, exchange.wql, exchange.context)
                 self._queues.setdefault(key, deque()).append(exchange)
 
     @staticmethod
