@@ -185,6 +185,20 @@ def test_every_request_is_recorded_failures_and_resends_included_and_replays_the
     assert_same_outcome(recorded, got)
 
 
+def test_a_walk_given_up_is_released_and_the_replay_fails_the_same_way(tmp_path: Path) -> None:
+    """A row the collector cannot read ends the walk: its Release is recorded, and replayed plainly."""
+    rows = [dict(row) for row in DATA[NAMESPACE][PACKAGE_STATUS]]
+    rows[5]["Status"] = "broken"
+    with WSManServer(DATA, users={USER: PASSWORD}, auth=("ntlm",), page_bytes=600) as server:
+        server.set_rows(NAMESPACE, PACKAGE_STATUS, rows)
+        summary = record_poll(target(server, collectors=("package_status",), parallel=1, site_code=SITE), tmp_path)
+    assert summary.collectors["package_status"].reason == "parse"
+    releases = [e for e in load_capture(tmp_path).exchanges if e.action == "Release"]
+    assert len(releases) == 1 and releases[0].status == 200 and releases[0].context
+    recorded, got = replay(tmp_path)
+    assert_same_outcome(recorded, got)
+
+
 def test_without_a_recorder_no_hook_is_set(tmp_path: Path) -> None:
     with WSManServer(DATA, users={USER: PASSWORD}, auth=("ntlm",)) as server:
         source = WinRMSource(target(server, collectors=("dp_info",), site_code=SITE))
