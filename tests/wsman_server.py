@@ -164,6 +164,12 @@ NS_F = "http://schemas.microsoft.com/wbem/wsman/1/wsmanfault"
 NS_XSI = "http://www.w3.org/2001/XMLSchema-instance"
 NS_CIM = "http://schemas.dmtf.org/wbem/wscim/1/common"
 NS_WMIERROR = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/MSFT_WmiError"
+NS_WSMID = "http://schemas.dmtf.org/wbem/wsman/identity/1/wsmanidentity.xsd"
+SECURITY_PROFILES = {
+    "basic": "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/http/basic",
+    "ntlm": "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/http/spnego-kerberos",
+    "kerberos": "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/http/spnego-kerberos",
+}
 NS_CIMBINDING = "http://schemas.dmtf.org/wbem/wsman/1/cimbinding.xsd"
 WMI_URI_PREFIX = "http://schemas.microsoft.com/wbem/wsman/1/wmi/"
 WQL_DIALECT = "http://schemas.microsoft.com/wbem/wsman/1/WQL"
@@ -1225,6 +1231,9 @@ class WSManServer:
         self.context_ttl = context_ttl
         self.max_concurrent_enumerations = max_concurrent_enumerations
         self.machine = machine
+        # What an authenticated Identify answers (Windows Server 2022's values).
+        self.product_vendor = "Microsoft Corporation"
+        self.product_version = "OS: 10.0.20348 SP: 0.0 Stack: 3.0"
         self.delay: float = 0.0
         self.drop_connection_after_requests: int | None = None
         self.connections_accepted = 0
@@ -1630,6 +1639,9 @@ class WSManServer:
             return self._fault_reply(fault, None, record)
         record = self._record(request, user, encrypted, connection)
         self._append(record)
+        if request.body is not None and request.body.find(f"{{{NS_WSMID}}}Identify") is not None:
+            record.action = "identify"
+            return self._identify_reply(record)
         if not self.wait_while(lambda: self._should_hang(request.action, record.class_name)):
             return 0, b"", record
         try:
@@ -1644,6 +1656,26 @@ class WSManServer:
         corruption = self._take_corruption(request.action, record.class_name)
         if corruption is not None:
             reply = self._corrupt(corruption, reply)
+        record.status = 200
+        record.envelope_bytes = len(reply)
+        return 200, reply, record
+
+    def _identify_reply(self, record: RequestRecord) -> tuple[int, bytes, RequestRecord]:
+        """WS-Management Identify ([MS-WSMV] 3.1.4.16) as Windows Server 2022 answers it when
+        authenticated: no WS-Addressing headers, the vendor, the OS and stack version."""
+        profiles = "".join(
+            f"<wsmid:SecurityProfileName>{SECURITY_PROFILES[a]}</wsmid:SecurityProfileName>"
+            for a in sorted(self.auth) if a in SECURITY_PROFILES
+        )
+        reply = (
+            f'<s:Envelope xml:lang="en-US" xmlns:s="{NS_S}"><s:Header/><s:Body>'
+            f'<wsmid:IdentifyResponse xmlns:wsmid="{NS_WSMID}">'
+            f"<wsmid:ProtocolVersion>{NS_W}</wsmid:ProtocolVersion>"
+            f"<wsmid:ProductVendor>{xml_text(self.product_vendor)}</wsmid:ProductVendor>"
+            f"<wsmid:ProductVersion>{xml_text(self.product_version)}</wsmid:ProductVersion>"
+            f"<wsmid:SecurityProfiles>{profiles}</wsmid:SecurityProfiles>"
+            "</wsmid:IdentifyResponse></s:Body></s:Envelope>"
+        ).encode()
         record.status = 200
         record.envelope_bytes = len(reply)
         return 200, reply, record
