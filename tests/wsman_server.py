@@ -2299,7 +2299,21 @@ class _Handler(BaseHTTPRequestHandler):
                 with wsman._lock:
                     wsman.tls_failures += 1
                 self.aborted = True
+                self._linger()
         super().setup()
+
+    def _linger(self) -> None:
+        """Close after the alert as a server should: FIN, then read what the client still sends
+        (with TLS 1.3, its request) until it closes, at most a second.  Closing with that request
+        unread would send a TCP reset, which can overtake the alert: the client would see a reset
+        or an EOF, at random, instead of the reason."""
+        sock = cast(socket.socket, self.request)
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_WR)
+            sock.settimeout(1.0)
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and socket.socket.recv(sock, 65536):
+                pass
 
     def handle(self) -> None:
         if not self.aborted:
