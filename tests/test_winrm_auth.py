@@ -188,6 +188,21 @@ def test_no_certificate_where_one_is_required_is_auth(cert_server: WSManServer) 
     )
 
 
+def test_under_tls_1_2_the_refusals_come_in_the_handshake_and_say_the_same(pki: PKI) -> None:
+    # Windows Server 2019 and older speak TLS 1.2: the alert fails the handshake itself.
+    with WSManServer(SMALL, users=USERS, tls=True, auth=("certificate",), client_ca=pki.ca[0],
+                     cert_mappings=mappings(pki), tls_max="1.2") as srv:
+        assert len(poll(WinRMSource(target(srv, "certificate", cert=pki.client)))) == len(abc_rows(SMALL))
+        foreign = poll_error(WinRMSource(target(srv, "certificate", cert=pki.foreign)))
+        none = poll_error(WinRMSource(target(srv, "ntlm")))
+    assert foreign.reason == "auth" and "not issued by a CA the server trusts (TLS alert unknown ca)" in str(foreign)
+    # TLS 1.2 has no "certificate required": the alert is ambiguous, the reason stays connection.
+    assert none.reason == "connection"
+    assert str(none) == (f"127.0.0.1:{srv.port} refused the TLS handshake (TLS alert handshake failure): no "
+                         "protocol version or cipher in common, or it requires a client certificate "
+                         "(auth.transport certificate)")
+
+
 def test_an_unmapped_certificate_is_auth_and_says_to_map_it(cert_server: WSManServer, pki: PKI) -> None:
     error = poll_error(WinRMSource(target(cert_server, "certificate", cert=pki.unmapped)))
     assert error.reason == "auth"

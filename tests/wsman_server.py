@@ -38,6 +38,10 @@ Constructor (all keyword-only except ``dataset``):
                             client certificates the TLS layer accepts (``make_ca``).
     cert_mappings           ``CertMapping(subject, issuer, user)`` entries: which client
                             certificates log on as which user (see "Authentication").
+    tls_max                 highest TLS version, ``"1.2"`` (as Windows Server 2019 and older) or
+                            ``"1.3"``; default: what OpenSSL offers (1.3).  Under TLS 1.2 a
+                            refused client certificate fails the handshake itself, and a missing
+                            one is ``handshake failure`` (TLS 1.2 has no ``certificate required``).
     first_batch             items in an optimized EnumerateResponse (default 1, as Windows).
     page_bytes              cap on the item bytes of one page (default 75 KiB).
     max_envelope_size       server MaxEnvelopeSize in bytes (default 512000); the request's
@@ -1458,6 +1462,7 @@ class WSManServer:
         cbt: str | bool = "relaxed",
         client_ca: str | None = None,
         cert_mappings: Iterable[CertMapping] = (),
+        tls_max: str | None = None,
         first_batch: int = 1,
         page_bytes: int = DEFAULT_PAGE_BYTES,
         max_envelope_size: int = DEFAULT_MAX_ENVELOPE_SIZE,
@@ -1529,6 +1534,9 @@ class WSManServer:
         self._client_cas: list[Any] = []
         if tls:
             self._setup_tls(cert, client_ca)
+            if tls_max is not None:
+                assert self._ssl is not None
+                self._ssl.maximum_version = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[tls_max]
         self._httpd = _HTTPServer(self, host, port)
 
     # ----------------------------------------------------------------- lifecycle

@@ -114,11 +114,18 @@ def _certificate_name(target: TargetConfig) -> str:
 
 
 def _client_certificate_error(text: str, target: TargetConfig) -> PollError | None:
-    """A provider's TLS alert about the client certificate, said plainly; None for other TLS errors."""
+    """A provider's TLS alert about the client certificate (or possibly about it), said plainly;
+    None for other TLS errors."""
     at, lowered = where(target), text.lower()
     if "key values mismatch" in lowered:
         return PollError("auth", f"tls.key_file {target.tls.key_file} is not the key of tls.cert_file "
                                  f"{target.tls.cert_file}")
+    if "alert handshake failure" in lowered and target.auth.transport != "certificate":
+        # TLS 1.2 has no "certificate required": a server that requires one says this, as it does
+        # when the two sides share no protocol version or cipher.
+        return PollError("connection", f"{at} refused the TLS handshake (TLS alert handshake failure): no protocol "
+                                       "version or cipher in common, or it requires a client certificate "
+                                       "(auth.transport certificate)")
     for alert, meaning in _CLIENT_CERTIFICATE_ALERTS:
         if alert not in lowered:
             continue
