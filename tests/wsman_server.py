@@ -2446,6 +2446,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._credssp(token.strip())
         if header.lower() == MUTUAL_AUTH and "certificate" in offered:
             return self._certificate()
+        # Kerberos: one more branch here (``Kerberos``, or a Negotiate token that is not NTLM).
         if self.auth_user is not None:
             return self.auth_user
         self._send(401, b"", self._offers())
