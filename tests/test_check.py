@@ -311,7 +311,8 @@ def test_the_landing_page_shows_the_last_error_with_its_hint_and_links_the_debug
 ) -> None:
     with WSManServer(DATA, auth=("ntlm",)) as server:
         exporter = run_exporter(_exporter_config(tmp_path, server, password="Wr0ng-Passw0rd"))
-        exporter.wait_for("sccm_up", lambda got: got.get("sccm_up") == {labels(target="abc"): 0.0})
+        exporter.wait_for("an auth failure counted", lambda got: got.get("sccm_poll_errors_total", {}).get(
+            labels(target="abc", reason="auth"), 0) >= 1)
         page = exporter.get("/").text
     assert "rejected the credentials" in page
     assert "what to do:</i> the provider refused the account" in page
