@@ -416,8 +416,15 @@ def _auth_details(target: TargetConfig, transport: Any) -> dict[str, Any]:
         details["tickets"] = login.source
         details["as"] = f"kerberos as {login.principal} for {target.spn}"
     elif auth.transport == "certificate":
-        details["certificate"] = target.tls.cert_file
-        details["as"] = f"client certificate {target.tls.cert_file}"
+        from exporter.winrm.clientcert import read_certificate, when
+
+        try:
+            cert = read_certificate(target.tls.cert_file or "")
+            details["certificate"] = f"{cert.subject} ({cert.path}), valid until {when(cert.not_after)}"
+            details["as"] = f"client certificate {cert.subject}"
+        except ValueError as exc:
+            details["certificate"] = str(exc)
+            details["as"] = f"client certificate {target.tls.cert_file}"
     else:
         details["principal"] = auth.username
         details["as"] = f"{auth.transport} as {auth.username}"
