@@ -251,6 +251,7 @@ class _Check:
             reply, _ = transport.send(("check", 0), lambda timeout: build_identify(), self.deadline, "Identify")
         except PollError as error:
             transport.close()
+            details.pop("as", None)
             yield self._failed("authenticate", started, str(error), error, details)
             return
         except Exception as exc:  # a SOAP fault to Identify: authenticated, but no identity
