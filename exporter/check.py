@@ -128,9 +128,21 @@ def _lines(value: Any) -> list[str]:
     return str(value).splitlines() or [""]
 
 
-def check_target(target: TargetConfig, report: Report, *, recorder: Any = None) -> bool:
-    """Run the check, reporting each step as it ends; True when every enabled collector read its class."""
-    return _Check(target, report, recorder).run()
+@dataclass
+class Outcome:
+    """What the check found: `ok` when every enabled collector read its class; per collector
+    (`name` or `name (2)` for a second class) its rows, or the reason it failed."""
+
+    ok: bool = False
+    failed_at: str | None = None  # the step before the collectors that broke
+    collectors: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def check_target(target: TargetConfig, report: Report, *, recorder: Any = None) -> Outcome:
+    """Run the check, reporting each step as it ends."""
+    check = _Check(target, report, recorder)
+    check.outcome.ok = check.run()
+    return check.outcome
 
 
 class _Check:
@@ -140,6 +152,7 @@ class _Check:
         self.recorder = recorder
         self.started = time.monotonic()
         self.deadline = self.started + target.timeout
+        self.outcome = Outcome()
 
     def run(self) -> bool:
         self.report.start(self.target)
@@ -147,6 +160,7 @@ class _Check:
         if self.target.source == "winrm":
             failed_at = self._winrm_steps()
         if failed_at is not None:
+            self.outcome.failed_at = failed_at.name
             return self._verdict(False, f"{self.target.name} failed at {failed_at.name}: {failed_at.summary}")
         return self._collectors()
 
@@ -278,6 +292,7 @@ class _Check:
         source = make_source(self.target)
         try:
             if self.target.source == "winrm" and not self._site(source):
+                self.outcome.failed_at = "site"
                 return self._verdict(False, f"{self.target.name} failed at site: no site code")
             enabled = [name for name in SPECS if name in self.target.collectors]
             failed = []
@@ -317,6 +332,7 @@ class _Check:
     def _read(self, source: Source, name: str, number: int, read: ClassRead) -> Step:
         started = time.monotonic()
         query = read.query
+        key = name + (f" ({number + 1})" if len(SPECS[name].reads) > 1 else "")
         details: dict[str, Any] = {"class": query.class_name, "wql": query.wql}
         if query.slice_by and self.target.source == "winrm" and self.target.parallel_enumerations > 1:
             details["wql"] += f"  (in {self.target.parallel_enumerations} slices by {query.slice_by})"
@@ -331,10 +347,12 @@ class _Check:
                     first = got[0]
         except PollError as error:
             details.update(pages=pages, rows=rows)
-            return self._failed(f"collector {name}", started, str(error), error, details, fatal=False)
+            self.outcome.collectors[key] = {"class": query.class_name, "ok": False, "reason": error.reason}
+            return self._failed(f"collector {key}", started, str(error), error, details, fatal=False)
         took = time.monotonic() - started
         details.update(pages=pages, rows=rows, first_row=_row_text(first) if first is not None else "(no rows)")
-        label = f"collector {name}" + (f" ({number + 1})" if len(SPECS[name].reads) > 1 else "")
+        self.outcome.collectors[key] = {"class": query.class_name, "ok": True, "rows": rows, "pages": pages}
+        label = f"collector {key}"
         return Step(label, True, took, f"{query.class_name}: {rows} rows in {pages} pages", details)
 
     # --- helpers ----------------------------------------------------------------------------------

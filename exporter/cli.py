@@ -150,7 +150,7 @@ def check(config: Config, name: str, *, json_format: bool, record: str | None, a
               file=sys.stderr)
         return EXIT_ERROR
     report = JsonReport(sys.stdout) if json_format else TextReport(sys.stdout)
-    return EXIT_OK if check_target(target, report) else EXIT_ERROR
+    return EXIT_OK if check_target(target, report).ok else EXIT_ERROR
 
 
 class Reloader:

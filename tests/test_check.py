@@ -227,7 +227,8 @@ def test_a_name_that_does_not_resolve_says_check_dns(monkeypatch: pytest.MonkeyP
         raise socket.gaierror(-2, "Name or service not known")
 
     monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
-    assert check_target(target, TextReport(out)) is False
+    outcome = check_target(target, TextReport(out))
+    assert (outcome.ok, outcome.failed_at, outcome.collectors) == (False, "resolve", {})
     text = out.getvalue()
     assert "FAIL  resolve" in text and "does not resolve" in text and "check host and this machine's DNS" in text
 
