@@ -52,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )
     parser.add_argument(
-        "--log.level", dest="log_level", default="info", choices=list(LEVELS),
-        help="only log lines of this level or higher (default: %(default)s)",
+        "--log.level", dest="log_level", default=None, choices=list(LEVELS),
+        help="only log lines of this level or higher (default: info; warn with --check-target)",
     )
     parser.add_argument(
         "--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"],
@@ -62,6 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--check-config", dest="check_config", action="store_true",
         help="validate the configuration file, print the result and exit (0 valid, 1 invalid)",
+    )
+    parser.add_argument(
+        "--check-target", dest="check_target", default=None, metavar="NAME",
+        help="poll the target NAME once in the foreground, print each step with its time and what to "
+        "do where one breaks (one JSON object per step with --log.format json), and exit: 0 when every "
+        "enabled collector read its class, 1 otherwise",
+    )
+    parser.add_argument(
+        "--record", dest="record", default=None, metavar="DIR",
+        help="with --check-target: write every exchange with the provider to DIR (numbered files and "
+        "index.json; no password, token or key)",
+    )
+    parser.add_argument(
+        "--anonymize", dest="anonymize", action="store_true",
+        help="with --record: replace host, domain, account and site names, package IDs and names "
+        "consistently, keeping every value the parsers read",
     )
     parser.add_argument("--version", action="version", version=f"sccm-package-exporter {__version__}")
     return parser
@@ -94,7 +110,13 @@ def _load_web(path: str | None) -> WebConfig | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level, args.log_format)
+    setup_logging(args.log_level or ("warn" if args.check_target else "info"), args.log_format)
+    if (args.record or args.anonymize) and not args.check_target:
+        print("--record and --anonymize go with --check-target NAME", file=sys.stderr)
+        return EXIT_ERROR
+    if args.anonymize and not args.record:
+        print("--anonymize goes with --record DIR", file=sys.stderr)
+        return EXIT_ERROR
     config = _load(args.config_file)
     web_config = _load_web(args.web_config_file)
     if config is None or web_config is None:
@@ -106,12 +128,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = ", ".join(t.name for t in config.targets)
         print(f"configuration file {args.config_file} is valid: {len(config.targets)} target(s): {names}")
         return EXIT_OK
+    if args.check_target:
+        return check(config, args.check_target, json_format=args.log_format == "json", record=args.record,
+                     anonymize=args.anonymize)
     try:
         address = parse_listen_address(args.listen_address)
     except ListenAddressError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_ERROR
     return run(config, address, web_config, config_file=args.config_file, max_requests=args.max_requests)
+
+
+def check(config: Config, name: str, *, json_format: bool, record: str | None, anonymize: bool) -> int:
+    """`--check-target NAME`: one poll in the foreground, each step on stdout; 0 when it all worked."""
+    from exporter.check import JsonReport, TextReport, check_target
+
+    target = config.target(name)
+    if target is None:
+        names = ", ".join(t.name for t in config.targets)
+        print(f"--check-target: no target named {name!r} in the configuration (targets: {names})",
+              file=sys.stderr)
+        return EXIT_ERROR
+    report = JsonReport(sys.stdout) if json_format else TextReport(sys.stdout)
+    return EXIT_OK if check_target(target, report).ok else EXIT_ERROR
 
 
 class Reloader:

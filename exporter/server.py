@@ -17,10 +17,12 @@ from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from exporter import __version__
+from exporter.check import DebugProbes
 from exporter.exposition import CONTENT_TYPE, Body
+from exporter.hints import hint
 from exporter.poller import TargetStatus
 from exporter.runtime import RuntimeMetrics
 from exporter.service import Exporter
@@ -83,6 +85,7 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         self.web_config = web_config or WebConfig()
         self.reload = reload
         self.runtime = RuntimeMetrics()
+        self.debug_probes = DebugProbes()
         self.scrape_slots = threading.BoundedSemaphore(max_requests) if max_requests > 0 else None
         if ":" in host or host == "":
             self.address_family = socket.AF_INET6 if socket.has_ipv6 else socket.AF_INET
@@ -222,9 +225,13 @@ class Handler(BaseHTTPRequestHandler):
         self._send_body(self.server.exporter.metrics().extended(self.server.runtime.tail()))
 
     def _probe(self, query: str) -> None:
-        names = parse_qs(query).get("target", [])
+        params = parse_qs(query)
+        names = params.get("target", [])
         if len(names) != 1 or not names[0]:
             self._text(HTTPStatus.BAD_REQUEST, "probe needs exactly one target parameter: /probe?target=NAME\n")
+            return
+        if params.get("debug", ["false"])[-1].lower() in ("true", "1"):
+            self._debug_probe(names[0])
             return
         body = self.server.exporter.probe(names[0])
         if body is None:
@@ -232,6 +239,20 @@ class Handler(BaseHTTPRequestHandler):
             self._text(HTTPStatus.NOT_FOUND, f"unknown target {names[0]!r}; configured targets: {known}\n")
             return
         self._send_body(body)
+
+    def _debug_probe(self, name: str) -> None:
+        """A fresh poll of the target, step by step, as text (blackbox_exporter's debug probe)."""
+        target = self.server.exporter.config.target(name)
+        if target is None:
+            known = ", ".join(self.server.exporter.pollers) or "(none)"
+            self._text(HTTPStatus.NOT_FOUND, f"unknown target {name!r}; configured targets: {known}\n")
+            return
+        text = self.server.debug_probes.run(target)
+        if text is None:
+            self._text(HTTPStatus.TOO_MANY_REQUESTS,
+                       f"a debug probe of {name} is running already; try again when it has finished\n")
+            return
+        self._text(HTTPStatus.OK, text)
 
     def _ready(self) -> None:
         readiness = self.server.exporter.readiness()
@@ -323,6 +344,11 @@ def landing_page(exporter: Exporter) -> str:
             state = "up"
         else:
             state = f"down ({html.escape(status.last_reason or 'other')}): {html.escape(status.last_error or '')}"
+            advice = hint(status.last_reason, status.last_error)
+            if advice:
+                state += f"<br><i>what to do:</i> {html.escape(advice)}"
+        quoted = html.escape(quote(status.name, safe=""), quote=True)
+        state += f'<br><a href="/probe?target={quoted}&amp;debug=true">diagnose (a fresh poll, step by step)</a>'
         last = (
             time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(status.last_success))
             if status.last_success
@@ -341,7 +367,7 @@ def landing_page(exporter: Exporter) -> str:
 <p>Prometheus exporter for Configuration Manager package distribution status (SMS_PackageStatus),
 version {html.escape(__version__)}.</p>
 <ul><li><a href="/metrics">/metrics</a>: every target</li>
-<li>/probe?target=NAME: one target</li>
+<li>/probe?target=NAME: one target; /probe?target=NAME&amp;debug=true: a fresh poll of it, step by step</li>
 <li><a href="/-/healthy">/-/healthy</a>, <a href="/-/ready">/-/ready</a></li></ul>
 <h2>Targets</h2>
 <table><tr><th>target</th><th>state</th><th>last successful poll</th><th>rows served</th>
@@ -362,6 +388,9 @@ def _collectors_cell(status: TargetStatus) -> str:
         else:
             reason = html.escape(collector.last_reason or "other")
             state = f"down ({reason}): {html.escape(collector.last_error or '')}"
+            advice = hint(collector.last_reason, collector.last_error)
+            if advice:
+                state += f" <i>what to do:</i> {html.escape(advice)}"
         parts.append(f"{collector.name}: {state}")
     return "<br>".join(parts) or "none"
 

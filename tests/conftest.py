@@ -15,6 +15,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -390,6 +391,24 @@ def provider(dataset: dict[str, Any]) -> Iterator[WSManServer]:
     """A loopback WS-Management server serving `dataset`, stopped after the test."""
     with WSManServer(dataset) as server:
         yield server
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """No test may ask a real KDC: the host's /etc/krb5.conf (Debian's names MIT's public realm)
+    would send Kerberos and DNS traffic off this machine if anything reached for Kerberos without
+    the test realm's configuration (CredSSP tries Kerberos first, for one). This krb5.conf knows
+    one realm whose KDC is a closed loopback port; the Kerberos tests set their own."""
+    if "KRB5_CONFIG" in os.environ:
+        return
+    folder = Path(tempfile.mkdtemp(prefix="krb5-offline-"))
+    path = folder / "krb5.conf"
+    path.write_text(
+        "[libdefaults]\n\tdefault_realm = OFFLINE.INVALID\n\tdns_lookup_kdc = false\n"
+        "\tdns_lookup_realm = false\n\trdns = false\n\tdns_canonicalize_hostname = false\n"
+        "[realms]\n\tOFFLINE.INVALID = {\n\t\tkdc = 127.0.0.1:9\n\t}\n"
+    )
+    os.environ["KRB5_CONFIG"] = str(path)
+    os.environ["KRB5CCNAME"] = f"FILE:{folder / 'no-ccache'}"
 
 
 # --- Kerberos -----------------------------------------------------------------------------------

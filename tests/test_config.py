@@ -31,7 +31,7 @@ DESIGN_KEYS = [
     "host", "port", "scheme",
     "site_code", "auth", "transport", "username", "password_file", "password_env", "password",
     "message_encryption", "allow_unencrypted", "tls", "verify", "ca_file", "cert_file", "key_file", "path",
-    "packages", "servers", "seed",
+    "packages", "servers", "seed", "keytab_file", "kerberos_service", "kerberos_hostname_override",
 ]  # fmt: skip
 
 
@@ -1014,3 +1014,60 @@ def test_limits_are_checked(key: str, value: object, says: str) -> None:
 def test_max_response_bytes_belongs_to_winrm_targets_only() -> None:
     text = document({"name": "d", "source": "demo", "max_response_bytes": 65536})
     assert "belongs to source winrm" in the_error(text)
+
+
+# --- kerberos -----------------------------------------------------------------------------------
+
+
+def _kerberos(**auth: Any) -> dict[str, Any]:
+    return winrm(auth={"transport": "kerberos", "username": DROP, "password_env": DROP, **auth})
+
+
+def test_kerberos_takes_a_keytab_a_service_class_and_a_host_for_the_spn(tmp_path: Path) -> None:
+    keytab = tmp_path / "svc.keytab"
+    keytab.write_bytes(b"\x05\x02")
+    text = document(_kerberos(keytab_file=str(keytab), kerberos_service="WSMAN",
+                              kerberos_hostname_override="cm01-real.corp.example.com"), )
+    target = parse_config(text, environ=ENV).targets[0]
+    assert target.auth.keytab_file == str(keytab)
+    assert target.spn == "WSMAN/cm01-real.corp.example.com"
+
+
+def test_kerberos_defaults_to_the_http_spn_of_the_host() -> None:
+    target = parse_config(document(_kerberos()), environ=ENV).targets[0]
+    assert (target.auth.keytab_file, target.auth.kerberos_service, target.spn) == (
+        None, "HTTP", "HTTP/cm01.corp.example.com")
+
+
+def test_kerberos_wants_a_principal_not_a_domain_name() -> None:
+    assert the_error(document(_kerberos(username="CORP\\svc", password_env="CM_PASSWORD"))) == (
+        "targets[0].auth.username: kerberos takes the principal name, such as "
+        "svc-cm-exporter@CORP.EXAMPLE.COM (DOMAIN\\user is the NTLM form)")
+
+
+def test_a_keytab_and_a_password_are_two_ways_and_one_is_refused(tmp_path: Path) -> None:
+    keytab = tmp_path / "svc.keytab"
+    keytab.write_bytes(b"\x05\x02")
+    text = document(_kerberos(username="svc@CORP.EXAMPLE.COM", password_env="CM_PASSWORD", keytab_file=str(keytab)))
+    assert the_error(text) == (
+        "targets[0].auth.keytab_file: set either keytab_file or password_env, not both (each is a way to get tickets)")
+
+
+@pytest.mark.parametrize("key,value", [("keytab_file", "/etc/hostname"), ("kerberos_service", "HTTP"),
+                                       ("kerberos_hostname_override", "cm01")])
+def test_the_kerberos_keys_are_refused_with_another_transport(key: str, value: str) -> None:
+    assert the_error(document(winrm(auth={key: value}))) == (
+        f"targets[0].auth.{key}: only used with auth.transport kerberos (this target uses ntlm)")
+
+
+def test_a_wrong_service_class_or_spn_host_names_what_is_allowed(tmp_path: Path) -> None:
+    errors = errors_of(document(_kerberos(kerberos_service="http", kerberos_hostname_override="cm01/x")))
+    assert errors == [
+        "targets[0].auth.kerberos_hostname_override: must be a host name, such as cm01.corp.example.com (got 'cm01/x')",
+        "targets[0].auth.kerberos_service: must be one of HTTP, WSMAN (got 'http'); did you mean 'HTTP'?",
+    ]
+
+
+def test_a_missing_keytab_is_named(tmp_path: Path) -> None:
+    assert the_error(document(_kerberos(keytab_file=str(tmp_path / "nope.keytab")))) == (
+        f"targets[0].auth.keytab_file: {tmp_path / 'nope.keytab'} does not exist or is not a file")

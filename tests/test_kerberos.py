@@ -94,7 +94,9 @@ def test_a_password_gets_the_ticket_and_every_message_is_sealed_over_http(
 def test_a_client_keytab_alone_names_the_principal_and_over_https_binds_the_channel(
     krb_env: Kerberos, tls_provider: WSManServer
 ) -> None:
-    assert poll(target(tls_provider, keytab_file=krb_env.client_keytab)) == ROWS
+    config = target(tls_provider, keytab_file=krb_env.client_keytab)
+    assert WinRMSource(config)._transport._kerberos.principal == krb_env.user  # type: ignore[union-attr]
+    assert poll(config) == ROWS
     assert tls_provider.requests and not any(r.encrypted for r in tls_provider.requests)  # TLS protects them
     assert {r.user for r in tls_provider.requests} == {krb_env.user}
 
@@ -138,8 +140,16 @@ def test_an_ip_address_without_hostname_override_names_the_spn_and_how_to_fix_it
     assert error.reason == "auth"
     text = str(error)
     assert "SPN HTTP/127.0.0.1" in text and "server not found" in text
-    assert "setspn -S HTTP/127.0.0.1" in text and "kerberos_hostname_override" in text
+    assert "SPNs name hosts, not addresses" in text and "kerberos_hostname_override" in text
     assert f"client {krb_env.user}" in text
+
+
+def test_an_alias_without_an_spn_says_which_setspn_registers_it(krb_env: Kerberos, provider: WSManServer) -> None:
+    config = target(provider, username=krb_env.user, password=krb_env.password,
+                    kerberos_hostname_override="sccm.corp.example.com")
+    error = failure(config)
+    assert error.reason == "auth"
+    assert "setspn -S HTTP/sccm.corp.example.com SCCM" in str(error)
 
 
 def test_a_host_name_the_spn_is_registered_for_needs_no_override(krb_env: Kerberos) -> None:

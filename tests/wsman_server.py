@@ -2,8 +2,9 @@ r"""A WS-Management (WinRM) test server that behaves like a Windows SMS Provider
 
 Why: there is no Windows host in CI and no maintained Python WS-Management server, yet the
 exporter's WinRM client must be tested against what Windows really does -- Enumerate/Pull paging
-with a context that changes on every response, ~75 KB pages however large the envelope, NTLM with
-HTTP message encryption, SOAP faults shaped like the WMI plugin's.  This module reproduces that,
+with a context that changes on every response, ~75 KB pages however large the envelope, NTLM and
+CredSSP with HTTP message encryption, channel binding, client certificates mapped to accounts,
+SOAP faults shaped like the WMI plugin's.  This module reproduces that,
 following [MS-WSMV] and public captures of Windows replies, so real pywinrm (``winrm.protocol.Protocol``) can talk
 to it over loopback.  It is test code: it serves only 127.0.0.1/::1 and keeps everything in memory.
 
@@ -20,7 +21,8 @@ Constructor (all keyword-only except ``dataset``):
     dataset                 namespace (``root\SMS\site_ABC``) -> class -> list of row dicts; see
                             tests/datasets.py.  Namespaces and classes match case-insensitively.
     users                   ``{"DOMAIN\\user" or "user": password}``; default ``DEFAULT_USERS``.
-    auth                    schemes offered: any of ``"basic"``, ``"ntlm"`` (default both).
+    auth                    schemes offered: any of ``"basic"``, ``"ntlm"``, ``"credssp"``,
+                            ``"certificate"`` (default basic and ntlm); see "Authentication".
     denied_users            users that authenticate but get WMI access denied (0x80041003) on
                             ``root\SMS...`` namespaces.
     host, port              bind address (default 127.0.0.1, port 0 = a free port).
@@ -29,8 +31,17 @@ Constructor (all keyword-only except ``dataset``):
     allow_unencrypted       accept unencrypted SOAP bodies over plain http (default True, unlike
                             Windows' default, so Basic-over-http tests work).  When False, such a
                             request gets HTTP 401 as Windows answers it.
-    cbt                     over HTTPS, verify NTLM channel binding tokens (Relaxed: a client that
-                            sends none is accepted, a wrong one is refused).
+    cbt                     over HTTPS, WinRM's CbtHardeningLevel for NTLM channel binding
+                            tokens: ``"relaxed"`` (default, as Windows), ``"strict"`` or ``"none"``
+                            (True/False mean relaxed/none); see "Authentication".
+    client_ca               with ``auth`` "certificate" (and ``tls``): PEM file of the CA(s) whose
+                            client certificates the TLS layer accepts (``make_ca``).
+    cert_mappings           ``CertMapping(subject, issuer, user)`` entries: which client
+                            certificates log on as which user (see "Authentication").
+    tls_max                 highest TLS version, ``"1.2"`` (as Windows Server 2019 and older) or
+                            ``"1.3"``; default: what OpenSSL offers (1.3).  Under TLS 1.2 a
+                            refused client certificate fails the handshake itself, and a missing
+                            one is ``handshake failure`` (TLS 1.2 has no ``certificate required``).
     first_batch             items in an optimized EnumerateResponse (default 1, as Windows).
     page_bytes              cap on the item bytes of one page (default 75 KiB).
     max_envelope_size       server MaxEnvelopeSize in bytes (default 512000); the request's
@@ -56,7 +67,9 @@ Attributes and methods:
     items_served(class_name)              the instances of that class sent in 200 replies.
     expire_contexts()       invalidate every open enumeration context now.
     open_contexts()         number of live contexts.
-    connections_accepted, ntlm_handshakes, auth_failures   counters.
+    connections_accepted, ntlm_handshakes, credssp_handshakes, certificate_logons (one per
+    connection), auth_failures (HTTP 401 refusals), tls_failures (TLS handshakes that failed, such
+    as a client certificate refused)   counters.
 
 Failure injection (thread-safe; set at any time, takes effect on the next request):
     hang = {"enumerate", "pull", "release", "any"}  matching requests are read and logged, then
@@ -117,6 +130,52 @@ is about -- from the class URI or the WQL ``FROM`` of an Enumerate, from its enu
 or Release -- spelled as the data set spells it when the class exists there, None when unknown
 (an expired context, a malformed request).  Count per class with ``requests_of``/``items_served``.
 
+Authentication (the ``_Handler`` class; each scheme is one branch of ``_authenticate``):
+    basic                   ``Authorization: Basic``, checked against ``users`` on every request.
+    ntlm                    ``Authorization: Negotiate`` (or ``NTLM``) with raw or SPNEGO-wrapped
+                            NTLM, pyspnego's acceptor; authenticates the TCP connection.  Over
+                            HTTPS the channel binding token (RFC 5929 tls-server-end-point of the
+                            server certificate, the MsvAvChannelBindings AV pair of the
+                            AUTHENTICATE message, [MS-NLMP]) is checked by the server itself at the
+                            ``cbt`` level: pyspnego's acceptor, given bindings, refuses a client
+                            that sends none and accepts one that sends zeros, which is neither
+                            Windows level.  ``strict`` refuses a client that binds nothing (pywinrm
+                            ``send_cbt=False``) with HTTP 401, as Windows with
+                            ``CbtHardeningLevel = Strict``; ``relaxed`` accepts it; a token that
+                            binds another channel is refused at both.
+    credssp                 ``Authorization: CredSSP`` ([MS-CSSP]) with pyspnego's acceptor: a TLS
+                            handshake inside the HTTP exchange (its own throwaway certificate),
+                            NTLM inside that (users from ``NTLM_USER_FILE``, as for ntlm), the
+                            public key check, then the delegated TSCredentials, which must be the
+                            authenticated user's own name and password.  Each leg is a 401 with
+                            ``WWW-Authenticate: CredSSP <token>``; the request that carries the
+                            credentials is served.  A user the inner NTLM refuses gets the
+                            TSRequest errorCode Windows sends (STATUS_LOGON_FAILURE 0xC000006D;
+                            pywinrm raises NTStatusException); credentials delegated for someone
+                            else get a bare 401.  Message encryption over http is
+                            ``multipart/encrypted;protocol="application/HTTP-CredSSP-session-encrypted"``
+                            ([MS-WSMV] 2.2.9.1.3), bodies over 16 KiB sealed in 16 KiB parts as
+                            ``multipart/x-multi-encrypted``.
+    certificate             TLS client certificates ([MS-WSMV] ``Authorization:`` header
+                            ``MUTUAL_AUTH``, pywinrm's transport "certificate"): the TLS layer
+                            verifies them against ``client_ca`` (required when certificate is the
+                            only scheme offered, else optional), so a certificate of another CA,
+                            an expired one or none at all fails the handshake with OpenSSL's alert
+                            (``unknown ca``, ``certificate expired``, ``certificate required``;
+                            with TLS 1.3 the client reads it after sending its request).  A
+                            verified certificate logs on as the user of the first ``cert_mappings``
+                            entry whose issuer thumbprint is its CA's and whose subject is its UPN
+                            (subjectAltName otherName) or, lacking one, its subject CN, like
+                            ``New-Item WSMan:\localhost\ClientCertificate -Subject ... -Issuer
+                            <thumbprint> -Credential ...``; an unmapped one gets HTTP 401.
+    Offers                  a 401 without a token lists every scheme offered, one WWW-Authenticate
+                            header each, in Windows' order (Negotiate, the mutual URI, Basic,
+                            CredSSP).
+    Certificates            ``make_self_signed_cert`` (the default server certificate),
+                            ``make_ca``, ``issue_client_cert(dir, ca, cn, upn=..., not_before=...,
+                            not_after=...)`` and ``cert_thumbprint`` mint what a test needs; key
+                            files are written mode 0600.
+
 Replay of a capture (``exporter.capture``, tests/captures/):
     replay(directory)       from now on every SOAP request is answered from the capture made with
                             ``--record`` in ``directory`` instead of the data set (injections are
@@ -129,7 +188,8 @@ Replay of a capture (``exporter.capture``, tests/captures/):
                             enumeration context it carries (the recorded replies carry the recorded
                             contexts, so the client sends them back), again in recorded order; any
                             other action by its Action and resource URI.  A Release is answered with
-                            an empty ReleaseResponse.  Recorded exchanges that got no HTTP answer
+                            an empty ReleaseResponse; an Identify the capture holds none of is
+                            answered as without a capture.  Recorded exchanges that got no HTTP answer
                             (a reset, a timeout) are not replayed.  A request with no recorded match
                             gets a fault saying so and is listed in ``replay_unmatched`` (what a
                             test asserts empty first).  A directory without a valid index raises
@@ -141,7 +201,7 @@ running servers share one temp file holding the union of their users (a user nam
 different passwords on two live servers is refused with ValueError); each server then accepts only
 its own users.  The variable is set on the first start() and restored on the last stop(); code
 that replaces ``NTLM_USER_FILE`` meanwhile breaks NTLM for these servers.  Passwords may not
-contain ``:`` or newlines when NTLM is offered (the file format cannot hold them).
+contain ``:`` or newlines when NTLM or CredSSP is offered (the file format cannot hold them).
 """
 
 from __future__ import annotations
@@ -185,6 +245,12 @@ NS_F = "http://schemas.microsoft.com/wbem/wsman/1/wsmanfault"
 NS_XSI = "http://www.w3.org/2001/XMLSchema-instance"
 NS_CIM = "http://schemas.dmtf.org/wbem/wscim/1/common"
 NS_WMIERROR = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/MSFT_WmiError"
+NS_WSMID = "http://schemas.dmtf.org/wbem/wsman/identity/1/wsmanidentity.xsd"
+SECURITY_PROFILES = {
+    "basic": "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/http/basic",
+    "ntlm": "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/http/spnego-kerberos",
+    "kerberos": "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/http/spnego-kerberos",
+}
 NS_CIMBINDING = "http://schemas.dmtf.org/wbem/wsman/1/cimbinding.xsd"
 WMI_URI_PREFIX = "http://schemas.microsoft.com/wbem/wsman/1/wmi/"
 WQL_DIALECT = "http://schemas.microsoft.com/wbem/wsman/1/WQL"
@@ -195,6 +261,22 @@ ACTION_RELEASE = f"{NS_N}/Release"
 _SHORT_ACTIONS = {ACTION_ENUMERATE: "enumerate", ACTION_PULL: "pull", ACTION_RELEASE: "release"}
 SOAP_CONTENT_TYPE = "application/soap+xml;charset=UTF-8"
 ENCRYPTED_PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
+CREDSSP_ENCRYPTED_PROTOCOL = "application/HTTP-CredSSP-session-encrypted"
+# A CredSSP-sealed message is cut into parts of at most this many bytes ([MS-WSMV] 2.2.9.1.3).
+CREDSSP_CHUNK = 16384
+# NTSTATUS a Windows CredSSP acceptor puts in the TSRequest errorCode when the logon fails.
+STATUS_LOGON_FAILURE = 0xC000006D
+# The schemes a server can offer (``auth=``), in the order Windows lists them in WWW-Authenticate.
+AUTH_SCHEMES = ("ntlm", "kerberos", "certificate", "basic", "credssp")
+_OFFERS = {
+    "ntlm": "Negotiate",
+    "kerberos": "Kerberos",  # with Negotiate, which carries Kerberos too
+    "certificate": "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/https/mutual",
+    "basic": 'Basic realm="WSMAN"',
+    "credssp": "CredSSP",
+}
+# Which sealing protocol goes with the context of which scheme.
+_SEALING = {"ntlm": ENCRYPTED_PROTOCOL, "kerberos": ENCRYPTED_PROTOCOL, "credssp": CREDSSP_ENCRYPTED_PROTOCOL}
 MIME_BOUNDARY = b"--Encrypted Boundary"
 
 DEFAULT_USERS: dict[str, str] = {"CORP\\svc-cm-exporter": "Corr3ct-Horse-Battery"}
@@ -260,6 +342,35 @@ _BOMB_DOCTYPE = (
 
 # --------------------------------------------------------------------------- certificates
 
+# [MS-WSMV]'s header of TLS client certificate authentication (pywinrm's transport "certificate").
+MUTUAL_AUTH = "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/https/mutual"
+# The user principal name in a certificate's subjectAltName (szOID_NT_PRINCIPAL_NAME), what
+# Windows maps a client certificate by.
+UPN_OID = "1.3.6.1.4.1.311.20.2.3"
+
+
+def _write_pem(directory: str, stem: str, cert: Any, key: Any) -> tuple[str, str]:
+    from cryptography.hazmat.primitives import serialization
+
+    cert_path = os.path.join(directory, f"{stem}-cert.pem")
+    key_path = os.path.join(directory, f"{stem}-key.pem")
+    with open(cert_path, "wb") as fh:
+        fh.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as fh:
+        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption()))
+    os.chmod(key_path, 0o600)
+    return cert_path, key_path
+
+
+def _key_usage(*, ca: bool) -> Any:
+    from cryptography import x509
+
+    return x509.KeyUsage(
+        digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+        key_agreement=not ca, key_cert_sign=ca, crl_sign=ca, encipher_only=False, decipher_only=False,
+    )
+
 
 def make_self_signed_cert(directory: str) -> tuple[str, str]:
     """Mint a throwaway self-signed certificate for 127.0.0.1/localhost; return (cert, key) paths.
@@ -270,7 +381,7 @@ def make_self_signed_cert(directory: str) -> tuple[str, str]:
     import ipaddress
 
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
@@ -278,6 +389,10 @@ def make_self_signed_cert(directory: str) -> tuple[str, str]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.now(UTC)
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    usage = x509.KeyUsage(
+        digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+        key_agreement=True, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+    )
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -287,20 +402,7 @@ def make_self_signed_cert(directory: str) -> tuple[str, str]:
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=2))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(usage, critical=True)
         .add_extension(
             x509.SubjectAlternativeName(
                 [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
@@ -312,19 +414,133 @@ def make_self_signed_cert(directory: str) -> tuple[str, str]:
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
         .sign(key, hashes.SHA256())
     )
-    cert_path = os.path.join(directory, "wsman-test-cert.pem")
-    key_path = os.path.join(directory, "wsman-test-key.pem")
-    with open(cert_path, "wb") as fh:
-        fh.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(key_path, "wb") as fh:
-        fh.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
+    return _write_pem(directory, "wsman-test", cert, key)
+
+
+def make_ca(directory: str, name: str = "WSMan Test Root CA", *, stem: str = "ca") -> tuple[str, str]:
+    """Mint a throwaway root CA (EC P-256, valid two days); return (cert, key) paths.
+
+    Hand its cert file to the server as ``client_ca`` and sign client certificates with
+    ``issue_client_cert``; Windows' mapping names it by its thumbprint (``cert_thumbprint``).
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Corp Test"),
+                         x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(ca=True), critical=True)
+        .add_extension(ski, critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return _write_pem(directory, stem, cert, key)
+
+
+def issue_client_cert(
+    directory: str,
+    ca: tuple[str, str],
+    common_name: str,
+    *,
+    upn: str | None = None,
+    stem: str | None = None,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+) -> tuple[str, str]:
+    """A client authentication certificate signed by ``ca`` (its (cert, key) paths); return (cert, key).
+
+    ``upn`` goes into the subjectAltName as a user principal name (otherName
+    ``szOID_NT_PRINCIPAL_NAME``), as on the certificates Windows maps to accounts.  The validity
+    defaults to an hour ago .. two days on; pass dates in the past for an expired certificate.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    with open(ca[0], "rb") as fh:
+        ca_cert = x509.load_pem_x509_certificate(fh.read())
+    with open(ca[1], "rb") as fh:
+        ca_key = serialization.load_pem_private_key(fh.read(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before or now - timedelta(hours=1))
+        .not_valid_after(not_after or now + timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(ca=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False)  # type: ignore[arg-type]
+    )
+    if upn is not None:
+        # OtherName's value is the DER of a UTF8String: tag 0x0C, length, text.
+        text = upn.encode("utf-8")
+        assert len(text) < 128
+        value = bytes([0x0C, len(text)]) + text
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.OtherName(x509.ObjectIdentifier(UPN_OID), value)]), critical=False
         )
-    return cert_path, key_path
+    cert = builder.sign(ca_key, hashes.SHA256())
+    return _write_pem(directory, stem or common_name.replace(" ", "-").lower(), cert, key)
+
+
+def cert_thumbprint(cert_path: str) -> str:
+    """The SHA-1 thumbprint of a PEM certificate in upper-case hex, as Windows shows it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    with open(cert_path, "rb") as fh:
+        cert = x509.load_pem_x509_certificate(fh.read())
+    return cert.fingerprint(hashes.SHA1()).hex().upper()  # Windows names certificates by SHA-1
+
+
+@dataclass(frozen=True)
+class CertMapping:
+    r"""One ``WSMan:\localhost\ClientCertificate`` entry, as Windows keeps it.
+
+    A client certificate whose UPN (subjectAltName) or, lacking one, subject common name is
+    ``subject`` (case-insensitive; ``*`` for any), issued by the CA whose thumbprint is ``issuer``
+    (``cert_thumbprint``), logs on as ``user``: a key of the server's ``users``, as the mapping's
+    ``-Credential`` names a local account.
+    """
+
+    subject: str
+    issuer: str
+    user: str
+
+
+def certificate_names(der: bytes) -> list[str]:
+    """What a certificate is mapped by: its UPNs, then its subject common name."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    cert = x509.load_der_x509_certificate(der)
+    names: list[str] = []
+    with contextlib.suppress(x509.ExtensionNotFound):
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        for other in san.get_values_for_type(x509.OtherName):
+            if other.type_id.dotted_string == UPN_OID and other.value[:1] == b"\x0c":
+                names.append(other.value[2:].decode("utf-8", "replace"))
+    names += [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return names
 
 
 def _channel_bindings(cert_path: str) -> Any:
@@ -341,6 +557,62 @@ def _channel_bindings(cert_path: str) -> Any:
     digest = hashes.Hash(algorithm)
     digest.update(cert.public_bytes(serialization.Encoding.DER))
     return GssChannelBindings(application_data=b"tls-server-end-point:" + digest.finalize())
+
+
+CBT_LEVELS = ("strict", "relaxed", "none")
+_NTLM_AUTHENTICATE = b"NTLMSSP\x00\x03\x00\x00\x00"
+_MSV_AV_EOL, _MSV_AV_CHANNEL_BINDINGS = 0x0000, 0x000A
+
+
+def ntlm_channel_bindings(token: bytes) -> bytes | None:
+    """The MsvAvChannelBindings value ([MS-NLMP] 2.2.2.1) of an NTLM AUTHENTICATE message, raw or
+    inside SPNEGO; None when it has none (an NTLMv1 response, or a client that sent no bindings).
+
+    The AV pairs are in the NTLMv2 response, after NTProofStr (16 bytes) and the fixed part of
+    NTLMv2_CLIENT_CHALLENGE (28 bytes); NTProofStr is a MAC over them, so once the response
+    verified they are the client's own.
+    """
+    start = token.find(_NTLM_AUTHENTICATE)
+    if start < 0 or len(token) < start + 28:
+        return None
+    message = token[start:]
+    length, _, offset = struct.unpack_from("<HHI", message, 20)  # NtChallengeResponseFields
+    response = message[offset : offset + length]
+    position = 16 + 28
+    while position + 4 <= len(response):
+        av_id, av_len = struct.unpack_from("<HH", response, position)
+        position += 4
+        if av_id == _MSV_AV_EOL:
+            break
+        if av_id == _MSV_AV_CHANNEL_BINDINGS:
+            return response[position : position + av_len]
+        position += av_len
+    return None
+
+
+class _WindowsLogonStatus:
+    """The NTLM acceptor inside a CredSSP one, refusing a logon with Windows' NTSTATUS.
+
+    pyspnego's CredSSP acceptor puts the error's ``nt_status`` in the TSRequest errorCode it sends
+    back (version 3, 4, 6): SEC_E_LOGON_DENIED from its NTLM acceptor, where Windows sends
+    STATUS_LOGON_FAILURE (0xC000006D, as a 4-byte INTEGER hence negative), what pywinrm users see.
+    Everything else is the wrapped context's.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def step(self, in_token: bytes | None = None, **kwargs: Any) -> bytes | None:
+        from spnego.exceptions import SpnegoError
+
+        try:
+            return cast("bytes | None", self._inner.step(in_token, **kwargs))
+        except SpnegoError as exc:
+            exc._SSPI_CODE = STATUS_LOGON_FAILURE - (1 << 32)  # type: ignore[attr-defined] # read by nt_status
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
 
 
 # --------------------------------------------------------------------------- NTLM user file
@@ -1013,24 +1285,48 @@ def _is_kerberos(token: str) -> bool:
 # --------------------------------------------------------------------------- message encryption
 
 
-def encrypt_message(ctx: Any, plain: bytes) -> bytes:
-    """Seal ``plain`` and frame it as [MS-WSMV] 2.2.9.1 / pywinrm's winrm/encryption.py expects."""
-    wrapped = ctx.wrap_winrm(plain)
-    header, data = bytes(wrapped.header), bytes(wrapped.data)
-    stream = struct.pack("<i", len(header)) + header + data
-    return (
-        MIME_BOUNDARY
-        + b"\r\n\tContent-Type: "
-        + ENCRYPTED_PROTOCOL.encode()
-        + b"\r\n\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length="
-        + str(len(plain)).encode()
-        + b"\r\n"
-        + MIME_BOUNDARY
-        + b"\r\n\tContent-Type: application/octet-stream\r\n"
-        + stream
-        + MIME_BOUNDARY
-        + b"--\r\n"
-    )
+def encrypt_message(ctx: Any, plain: bytes, protocol: str = ENCRYPTED_PROTOCOL) -> bytes:
+    """Seal ``plain`` and frame it as [MS-WSMV] 2.2.9.1 / pywinrm's winrm/encryption.py expects.
+
+    ``protocol`` is SPNEGO's (NTLM) or CredSSP's; CredSSP seals parts of at most 16 KiB, each
+    framed on its own (``encrypted_content_type`` then says ``multipart/x-multi-encrypted``).
+    """
+    size = CREDSSP_CHUNK if protocol == CREDSSP_ENCRYPTED_PROTOCOL else max(1, len(plain))
+    parts = []
+    for start in range(0, max(1, len(plain)), size):
+        piece = plain[start : start + size]
+        wrapped = ctx.wrap_winrm(piece)
+        header, data = bytes(wrapped.header), bytes(wrapped.data)
+        parts.append(
+            MIME_BOUNDARY
+            + b"\r\n\tContent-Type: "
+            + protocol.encode()
+            + b"\r\n\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length="
+            + str(len(piece)).encode()
+            + b"\r\n"
+            + MIME_BOUNDARY
+            + b"\r\n\tContent-Type: application/octet-stream\r\n"
+            + struct.pack("<i", len(header))
+            + header
+            + data
+        )
+    return b"".join(parts) + MIME_BOUNDARY + b"--\r\n"
+
+
+def sealed_protocol(content_type: str) -> str | None:
+    """The ``protocol`` of a multipart/encrypted (or x-multi-encrypted) body, None when not sealed."""
+    lowered = content_type.lower()
+    if not lowered.startswith(("multipart/encrypted", "multipart/x-multi-encrypted")):
+        return None
+    match = re.search(r'protocol="?([^";]+)', content_type, re.IGNORECASE)
+    return match.group(1) if match else ""
+
+
+def encrypted_content_type(protocol: str, length: int) -> str:
+    """The Content-Type of a sealed body of ``length`` plain bytes."""
+    multi = protocol == CREDSSP_ENCRYPTED_PROTOCOL and length > CREDSSP_CHUNK
+    kind = "multipart/x-multi-encrypted" if multi else "multipart/encrypted"
+    return f'{kind};protocol="{protocol}";boundary="Encrypted Boundary"'
 
 
 def decrypt_message(ctx: Any, body: bytes) -> bytes:
@@ -1219,7 +1515,10 @@ class WSManServer:
         tls: bool = False,
         cert: tuple[str, str] | None = None,
         allow_unencrypted: bool = True,
-        cbt: bool = True,
+        cbt: str | bool = "relaxed",
+        client_ca: str | None = None,
+        cert_mappings: Iterable[CertMapping] = (),
+        tls_max: str | None = None,
         first_batch: int = 1,
         page_bytes: int = DEFAULT_PAGE_BYTES,
         max_envelope_size: int = DEFAULT_MAX_ENVELOPE_SIZE,
@@ -1233,12 +1532,18 @@ class WSManServer:
             raise ValueError("the test server only binds to loopback")
         self.users: dict[str, str] = dict(DEFAULT_USERS if users is None else users)
         self.auth: frozenset[str] = frozenset(a.lower() for a in auth)
-        if not self.auth <= {"basic", "ntlm", "kerberos"} or not self.auth:
-            raise ValueError(f"auth must be a non-empty subset of basic/ntlm/kerberos, got {sorted(self.auth)}")
+        if not self.auth <= set(AUTH_SCHEMES) or not self.auth:
+            raise ValueError(f"auth must be a non-empty subset of {'/'.join(AUTH_SCHEMES)}, got {sorted(self.auth)}")
         if ("kerberos" in self.auth) != (kerberos_keytab is not None):
             raise ValueError("auth kerberos and kerberos_keytab go together (the keytab of the HTTP/host principal)")
         self.kerberos_keytab = kerberos_keytab
         self.kerberos_handshakes = 0
+        if "certificate" in self.auth and not (tls and client_ca):
+            raise ValueError("auth certificate needs tls=True and client_ca (the CA that issues client certificates)")
+        self.cbt = {True: "relaxed", False: "none"}.get(cbt, cbt) if isinstance(cbt, bool) else cbt.lower()
+        if self.cbt not in CBT_LEVELS:
+            raise ValueError(f"cbt must be one of {', '.join(CBT_LEVELS)}, got {cbt!r}")
+        self.cert_mappings: list[CertMapping] = list(cert_mappings)
         self.denied_users = {u.lower() for u in denied_users}
         self.allow_unencrypted = allow_unencrypted
         self.first_batch = first_batch
@@ -1248,11 +1553,17 @@ class WSManServer:
         self.context_ttl = context_ttl
         self.max_concurrent_enumerations = max_concurrent_enumerations
         self.machine = machine
+        # What an authenticated Identify answers (Windows Server 2022's values).
+        self.product_vendor = "Microsoft Corporation"
+        self.product_version = "OS: 10.0.20348 SP: 0.0 Stack: 3.0"
         self.delay: float = 0.0
         self.drop_connection_after_requests: int | None = None
         self.connections_accepted = 0
         self.ntlm_handshakes = 0
+        self.credssp_handshakes = 0
+        self.certificate_logons = 0
         self.auth_failures = 0
+        self.tls_failures = 0
 
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
@@ -1285,21 +1596,34 @@ class WSManServer:
         self.ca_file: str | None = None
         self._ssl: ssl.SSLContext | None = None
         self._cbt: Any = None
+        self._client_cas: list[Any] = []
         if tls:
-            self._setup_tls(cert, cbt)
+            self._setup_tls(cert, client_ca)
+            if tls_max is not None:
+                assert self._ssl is not None
+                self._ssl.maximum_version = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[tls_max]
         self._httpd = _HTTPServer(self, host, port)
 
     # ----------------------------------------------------------------- lifecycle
 
-    def _setup_tls(self, cert: tuple[str, str] | None, cbt: bool) -> None:
+    def _setup_tls(self, cert: tuple[str, str] | None, client_ca: str | None) -> None:
         if cert is None:
             self._tmpdir = tempfile.mkdtemp(prefix="wsman-cert-")
             cert = make_self_signed_cert(self._tmpdir)
         self.ca_file = cert[0]
         self._ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._ssl.load_cert_chain(cert[0], cert[1])
-        if cbt and self.auth & {"ntlm", "kerberos"}:
-            self._cbt = _channel_bindings(cert[0])
+        # What an NTLM client binds to: this certificate (RFC 5929 tls-server-end-point).
+        self._cbt = _channel_bindings(cert[0])
+        if "certificate" in self.auth and client_ca is not None:
+            from cryptography import x509
+
+            # Client certificates must chain to client_ca: required when certificates are the only
+            # way in, else asked for (a client of another scheme may send none, as to Windows).
+            self._ssl.load_verify_locations(client_ca)
+            self._ssl.verify_mode = ssl.CERT_REQUIRED if self.auth == {"certificate"} else ssl.CERT_OPTIONAL
+            with open(client_ca, "rb") as fh:
+                self._client_cas = x509.load_pem_x509_certificates(fh.read())
 
     @property
     def port(self) -> int:
@@ -1316,7 +1640,7 @@ class WSManServer:
         """Start serving in a daemon thread (idempotent); registers NTLM users first."""
         if self._thread is not None:
             return self
-        if "ntlm" in self.auth:
+        if self.auth & {"ntlm", "credssp"}:
             _NtlmUserFile.register(id(self), self.users)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="wsman-server", daemon=True
@@ -1642,9 +1966,69 @@ class WSManServer:
         return canonical
 
     def new_ntlm_context(self) -> Any:
+        """An NTLM acceptor (SPNEGO or raw NTLM) for one connection; users from ``NTLM_USER_FILE``.
+
+        It is given no channel bindings: pyspnego's acceptor refuses a client that sends none and
+        accepts one that sends zeros, which is neither of Windows' levels; ``bindings_refusal``
+        checks them instead, after the acceptor verified the response.
+        """
         import spnego
 
-        return spnego.server(protocol="negotiate", channel_bindings=self._cbt)
+        return spnego.server(protocol="negotiate")
+
+    def bindings_refusal(self, token: bytes) -> str | None:
+        """Why the channel bindings of an NTLM AUTHENTICATE message are refused at this server's
+        ``cbt`` level ([MS-NLMP] 3.2.5.1.2, WinRM's CbtHardeningLevel), or None when accepted.
+
+        Only over TLS (there is nothing to bind to over http).  ``strict``: the client must bind
+        this certificate; ``relaxed``: a client that binds nothing (no MsvAvChannelBindings, or
+        zeros) is accepted, one that binds another channel is not; ``none``: never checked.
+        """
+        if self._cbt is None or self.cbt == "none":
+            return None
+        from hashlib import md5
+
+        sent = ntlm_channel_bindings(token)
+        if sent is None or sent == bytes(16):
+            return "no channel binding token" if self.cbt == "strict" else None
+        if sent != md5(self._cbt.pack()).digest():
+            return "channel binding token of another channel"
+        return None
+
+    def new_credssp_context(self) -> Any:
+        """A CredSSP acceptor for one connection: TLS inside, NTLM (``NTLM_USER_FILE``) in that."""
+        import spnego
+
+        inner = _WindowsLogonStatus(spnego.server(protocol="negotiate"))
+        return spnego.server(protocol="credssp", credssp_negotiate_context=inner)
+
+    def check_delegated(self, user: str, credentials: Any) -> bool:
+        """Whether the credentials a CredSSP client delegated are ``user``'s own (name and password)."""
+        domain = getattr(credentials, "domain_name", "") or ""
+        name = getattr(credentials, "username", "") or ""
+        delegated = self.known_user(f"{domain}\\{name}" if domain else name)
+        return delegated == user and self.users.get(user) == getattr(credentials, "password", None)
+
+    def map_certificate(self, der: bytes) -> str | None:
+        """The user a verified client certificate logs on as (``cert_mappings``), or None."""
+        from cryptography import x509
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+
+        cert = x509.load_der_x509_certificate(der)
+        issuers = []
+        for ca in self._client_cas:
+            if ca.subject == cert.issuer:
+                with contextlib.suppress(ValueError, TypeError, InvalidSignature):
+                    cert.verify_directly_issued_by(ca)
+                    issuers.append(ca.fingerprint(hashes.SHA1()).hex().upper())
+        names = [n.lower() for n in certificate_names(der)]
+        for mapping in self.cert_mappings:
+            if mapping.issuer.replace(" ", "").upper() not in issuers:
+                continue
+            if mapping.subject == "*" or mapping.subject.lower() in names:
+                return self.known_user(mapping.user)
+        return None
 
     def new_kerberos_context(self) -> Any:
         """An acceptor keyed by ``kerberos_keytab`` (not the process-wide KRB5_KTNAME), like the
@@ -1653,7 +2037,8 @@ class WSManServer:
         import spnego
 
         credential = gssapi.Credentials(usage="accept", store={"keytab": cast(str, self.kerberos_keytab)})
-        return spnego.server(protocol="kerberos", channel_bindings=self._cbt, _gssapi_credential=credential)
+        bindings = self._cbt if self.cbt != "none" else None
+        return spnego.server(protocol="kerberos", channel_bindings=bindings, _gssapi_credential=credential)
 
     # ----------------------------------------------------------------- SOAP processing
 
@@ -1668,8 +2053,12 @@ class WSManServer:
         record = self._record(request, user, encrypted, connection)
         self._append(record)
         replay = self._replay
-        if replay is not None:
-            return replay.answer(request, record)
+        answer = None if replay is None else replay.answer(request, record)
+        if answer is not None:
+            return answer
+        if request.body is not None and request.body.find(f"{{{NS_WSMID}}}Identify") is not None:
+            record.action = "identify"
+            return self._identify_reply(record)
         if not self.wait_while(lambda: self._should_hang(request.action, record.class_name)):
             return 0, b"", record
         try:
@@ -1684,6 +2073,26 @@ class WSManServer:
         corruption = self._take_corruption(request.action, record.class_name)
         if corruption is not None:
             reply = self._corrupt(corruption, reply)
+        record.status = 200
+        record.envelope_bytes = len(reply)
+        return 200, reply, record
+
+    def _identify_reply(self, record: RequestRecord) -> tuple[int, bytes, RequestRecord]:
+        """WS-Management Identify ([MS-WSMV] 3.1.4.16) as Windows Server 2022 answers it when
+        authenticated: no WS-Addressing headers, the vendor, the OS and stack version."""
+        profiles = "".join(
+            f"<wsmid:SecurityProfileName>{SECURITY_PROFILES[a]}</wsmid:SecurityProfileName>"
+            for a in sorted(self.auth) if a in SECURITY_PROFILES
+        )
+        reply = (
+            f'<s:Envelope xml:lang="en-US" xmlns:s="{NS_S}"><s:Header/><s:Body>'
+            f'<wsmid:IdentifyResponse xmlns:wsmid="{NS_WSMID}">'
+            f"<wsmid:ProtocolVersion>{NS_W}</wsmid:ProtocolVersion>"
+            f"<wsmid:ProductVendor>{xml_text(self.product_vendor)}</wsmid:ProductVendor>"
+            f"<wsmid:ProductVersion>{xml_text(self.product_version)}</wsmid:ProductVersion>"
+            f"<wsmid:SecurityProfiles>{profiles}</wsmid:SecurityProfiles>"
+            "</wsmid:IdentifyResponse></s:Body></s:Envelope>"
+        ).encode()
         record.status = 200
         record.envelope_bytes = len(reply)
         return 200, reply, record
@@ -1976,7 +2385,8 @@ class _Replay:
         self._unmatched: list[str] = []
         for exchange in capture.exchanges:
             if exchange.replayable and exchange.action != "Release":
-                action = exchange.action if exchange.action in ("Enumerate", "Pull") else exchange.action_uri or ""
+                known = exchange.action in ("Enumerate", "Pull", "Identify")
+                action = exchange.action if known else exchange.action_uri or ""
                 key = self._key(action, exchange.resource_uri, exchange.wql, exchange.context)
                 self._queues.setdefault(key, deque()).append(exchange)
 
@@ -1994,17 +2404,24 @@ class _Replay:
         with self._lock:
             return list(self._unmatched)
 
-    def answer(self, request: _Request, record: RequestRecord) -> tuple[int, bytes, RequestRecord]:
+    def answer(self, request: _Request, record: RequestRecord) -> tuple[int, bytes, RequestRecord] | None:
+        """The recorded answer; None for an Identify the capture holds none of (the server answers it)."""
         if request.action == "release":
             record.status = 200
             return 200, envelope(f"{ACTION_RELEASE}Response", request.message_id, "").encode("utf-8"), record
-        action = {"enumerate": "Enumerate", "pull": "Pull"}.get(request.action, request.action_uri)
+        identify = request.body is not None and request.body.find(f"{{{NS_WSMID}}}Identify") is not None
+        action = "Identify" if identify else {"enumerate": "Enumerate", "pull": "Pull"}.get(
+            request.action, request.action_uri)
         key = self._key(action, record.resource_uri, record.wql, record.context_in)
         with self._lock:
             queue = self._queues.get(key)
             exchange = queue.popleft() if queue else None
-            if exchange is None:
+            if exchange is None and not identify:
                 self._unmatched.append(_describe_request(record))
+        if exchange is None and identify:
+            return None
+        if identify:
+            record.action = "identify"
         if exchange is None:
             reason = f"Replay: the capture holds no reply for this request ({_describe_request(record)}). "
             fault = Fault("replay_unmatched", "s:Receiver", "w:InternalError", reason,
@@ -2062,7 +2479,8 @@ class _HTTPServer(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """One instance per TCP connection: holds that connection's NTLM context (NTLM is per connection)."""
+    """One instance per TCP connection: holds what authenticated it (NTLM and CredSSP authenticate
+    the connection, not each request) and the security context that seals its messages."""
 
     protocol_version = "HTTP/1.1"
     server_version = "Microsoft-HTTPAPI/2.0"
@@ -2071,9 +2489,13 @@ class _Handler(BaseHTTPRequestHandler):
     # waited for the client's delayed ACK (about 40 ms a request), which no Windows server does.
     disable_nagle_algorithm = True
 
-    ntlm_ctx: Any = None
-    ntlm_user: str | None = None
+    # The connection's handshake: its scheme ("ntlm", "credssp"), its security context (kept
+    # afterwards for message encryption) and, once it completed, the user.
+    auth_scheme: str | None = None
+    auth_ctx: Any = None
+    auth_user: str | None = None
     final_token: str | None = None
+    cert_user: str | None = None  # the user this connection's client certificate mapped to
     soap_responses = 0
     serial = 0
     aborted = False
@@ -2090,9 +2512,28 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.aborted and isinstance(self.request, ssl.SSLSocket):
             try:
                 self.request.do_handshake()
-            except (OSError, ssl.SSLError):
+            except (OSError, ssl.SSLError) as exc:
+                # A client certificate refused here gets its TLS alert from OpenSSL (unknown CA,
+                # expired, certificate required); with TLS 1.3 the client reads it after its request.
+                log.debug("TLS handshake failed on connection %d: %s", self.serial, exc)
+                with wsman._lock:
+                    wsman.tls_failures += 1
                 self.aborted = True
+                self._linger()
         super().setup()
+
+    def _linger(self) -> None:
+        """Close after the alert as a server should: FIN, then read what the client still sends
+        (with TLS 1.3, its request) until it closes, at most a second.  Closing with that request
+        unread would send a TCP reset, which can overtake the alert: the client would see a reset
+        or an EOF, at random, instead of the reason."""
+        sock = cast(socket.socket, self.request)
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_WR)
+            sock.settimeout(1.0)
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and socket.socket.recv(sock, 65536):
+                pass
 
     def handle(self) -> None:
         if not self.aborted:
@@ -2130,10 +2571,9 @@ class _Handler(BaseHTTPRequestHandler):
         user = self._authenticate()
         if user is None:
             return
-        content_type = self.headers.get("Content-Type", "")
-        encrypted = content_type.lower().startswith("multipart/encrypted")
-        if encrypted:
-            plain = self._decrypt(body)
+        protocol = sealed_protocol(self.headers.get("Content-Type", ""))
+        if protocol is not None:
+            plain = self._decrypt(body, protocol)
             if plain is None:
                 return
         elif not body:
@@ -2144,31 +2584,29 @@ class _Handler(BaseHTTPRequestHandler):
             return
         else:
             plain = body
-        self._answer_soap(plain, user, encrypted)
+        self._answer_soap(plain, user, protocol)
 
-    def _decrypt(self, body: bytes) -> bytes | None:
+    def _decrypt(self, body: bytes, protocol: str) -> bytes | None:
         """Unseal with this connection's context; a failure is HTTP 400 with no body, as Windows does."""
         try:
-            if self.ntlm_ctx is None or self.ntlm_user is None:
-                raise ValueError("no NTLM context on this connection")
-            return decrypt_message(self.ntlm_ctx, body)
+            if self.auth_user is None or _SEALING.get(self.auth_scheme or "", "").lower() != protocol.lower():
+                raise ValueError(f"no {protocol} context on this connection")
+            return decrypt_message(self.auth_ctx, body)
         except Exception:
             log.debug("cannot decrypt request on connection %d", self.serial, exc_info=True)
             self._send(400, b"")
             return None
 
-    def _answer_soap(self, plain: bytes, user: str, encrypted: bool) -> None:
+    def _answer_soap(self, plain: bytes, user: str, protocol: str | None) -> None:
         wsman = self.wsman
-        status, reply, record = wsman.handle_soap(plain, user, encrypted, self.serial)
+        status, reply, record = wsman.handle_soap(plain, user, protocol is not None, self.serial)
         if status == 0:
             self.close_connection = True
             return
         headers: list[tuple[str, str]] = [("Content-Type", SOAP_CONTENT_TYPE)]
-        if encrypted:
-            reply = encrypt_message(self.ntlm_ctx, reply)
-            headers = [
-                ("Content-Type", f'multipart/encrypted;protocol="{ENCRYPTED_PROTOCOL}";boundary="Encrypted Boundary"')
-            ]
+        if protocol is not None:
+            headers = [("Content-Type", encrypted_content_type(protocol, len(reply)))]
+            reply = encrypt_message(self.auth_ctx, reply, protocol)
         record.bytes_out = len(reply)
         if record.action == "pull" and wsman._take_reset():
             self._send_partial_and_reset(status, reply, headers)
@@ -2183,34 +2621,62 @@ class _Handler(BaseHTTPRequestHandler):
     # ----------------------------------------------------------------- auth
 
     def _offers(self) -> list[tuple[str, str]]:
-        offers = []
-        if self.wsman.auth & {"ntlm", "kerberos"}:
-            offers.append(("WWW-Authenticate", "Negotiate"))
-        if "kerberos" in self.wsman.auth:
-            offers.append(("WWW-Authenticate", "Kerberos"))
-        if "basic" in self.wsman.auth:
-            offers.append(("WWW-Authenticate", 'Basic realm="WSMAN"'))
-        return offers
+        """One WWW-Authenticate header per scheme offered, in Windows' order."""
+        offered = self.wsman.auth | ({"ntlm"} if "kerberos" in self.wsman.auth else set())
+        schemes = [_OFFERS[scheme] for scheme in AUTH_SCHEMES if scheme in offered]
+        if "ntlm" not in self.wsman.auth and "Negotiate" in schemes:
+            schemes.remove("Negotiate")  # Kerberos only: Negotiate still goes first
+            schemes.insert(0, "Negotiate")
+        return [("WWW-Authenticate", value) for value in schemes]
 
-    def _reject(self) -> None:
+    def _reject(self, token: tuple[str, bytes] | None = None) -> None:
+        """HTTP 401: the offers, or (``token``) the scheme's last word, such as CredSSP's error."""
         with self.wsman._lock:
             self.wsman.auth_failures += 1
-        self._send(401, b"", self._offers())
+        if token is None:
+            self._send(401, b"", self._offers())
+        else:
+            self._send(401, b"", [("WWW-Authenticate", f"{token[0]} {base64.b64encode(token[1]).decode()}")])
+
+    def _fail(self, token: tuple[str, bytes] | None = None) -> None:
+        """A handshake failed: forget it (the client starts again from the beginning) and refuse."""
+        self.auth_scheme, self.auth_ctx, self.auth_user = None, None, None
+        self._reject(token)
+
+    def _begin(self, scheme: str, context: Any) -> None:
+        self.auth_scheme, self.auth_ctx, self.auth_user = scheme, context, None
 
     def _authenticate(self) -> str | None:
-        """The user of this request, or None after answering 401 (challenge or rejection)."""
-        scheme, _, token = self.headers.get("Authorization", "").partition(" ")
-        scheme_l = scheme.lower()
-        if scheme_l == "basic" and "basic" in self.wsman.auth:
+        """The user of this request, or None after answering 401 (challenge or rejection).
+
+        One branch per scheme of the Authorization header; a connection that completed an NTLM or
+        CredSSP handshake needs no header on its later requests.
+        """
+        header = self.headers.get("Authorization", "").strip()
+        scheme, _, token = header.partition(" ")
+        kind, offered = scheme.lower(), self.wsman.auth
+        if kind == "basic" and "basic" in offered:
             return self._basic(token.strip())
-        if scheme_l in ("negotiate", "kerberos") and "kerberos" in self.wsman.auth and _is_kerberos(token):
+        if kind in ("negotiate", "kerberos") and "kerberos" in offered and _is_kerberos(token):
             return self._kerberos(scheme, token.strip())
-        if scheme_l in ("negotiate", "ntlm") and "ntlm" in self.wsman.auth:
+        if kind in ("negotiate", "ntlm") and "ntlm" in offered:
             return self._ntlm(scheme, token.strip())
-        if self.ntlm_user is not None:
-            return self.ntlm_user
+        if kind == "credssp" and "credssp" in offered:
+            return self._credssp(token.strip())
+        if header.lower() == MUTUAL_AUTH and "certificate" in offered:
+            return self._certificate()
+        if self.auth_user is not None:
+            return self.auth_user
         self._send(401, b"", self._offers())
         return None
+
+    def _token(self, token: str) -> bytes | None:
+        """A base64 token, or None after refusing it."""
+        try:
+            return base64.b64decode(token, validate=True)
+        except (binascii.Error, ValueError):
+            self._fail()
+            return None
 
     def _basic(self, token: str) -> str | None:
         try:
@@ -2231,52 +2697,110 @@ class _Handler(BaseHTTPRequestHandler):
     def _ntlm(self, scheme: str, token: str) -> str | None:
         from spnego.exceptions import SpnegoError
 
-        try:
-            raw = base64.b64decode(token, validate=True)
-        except (binascii.Error, ValueError):
-            self._reject()
+        raw = self._token(token)
+        if raw is None:
             return None
-        if self.ntlm_ctx is None or raw[8:12] == b"\x01\x00\x00\x00" or self.ntlm_user is not None:
-            self.ntlm_ctx, self.ntlm_user = self.wsman.new_ntlm_context(), None
+        if self.auth_scheme != "ntlm" or raw[8:12] == b"\x01\x00\x00\x00" or self.auth_user is not None:
+            self._begin("ntlm", self.wsman.new_ntlm_context())
         try:
-            out = self.ntlm_ctx.step(raw)
+            out = self.auth_ctx.step(raw)
         except SpnegoError:
-            self.ntlm_ctx = None
-            self._reject()
+            self._fail()
             return None
-        if not self.ntlm_ctx.complete:
+        if not self.auth_ctx.complete:
             self._send(401, b"", [("WWW-Authenticate", f"{scheme} {base64.b64encode(out or b'').decode()}")])
             return None
-        user = self.wsman.known_user(str(self.ntlm_ctx.client_principal))
-        if user is None:
-            self.ntlm_ctx = None
-            self._reject()
+        user = self.wsman.known_user(str(self.auth_ctx.client_principal))
+        refusal = self.wsman.bindings_refusal(raw) if self.wsman.tls else None
+        if user is None or refusal is not None:
+            log.debug("NTLM refused on connection %d: %s", self.serial, refusal or "unknown user")
+            self._fail()
             return None
         with self.wsman._lock:
             self.wsman.ntlm_handshakes += 1
-        self.ntlm_user = user
+        self.auth_user = user
         self.final_token = f"{scheme} {base64.b64encode(out).decode()}" if out else None
         return user
 
     def _kerberos(self, scheme: str, token: str) -> str | None:
         """Accept a Kerberos AP-REQ (one step); the context then seals messages like NTLM's."""
+        raw = self._token(token)
+        if raw is None:
+            return None
         try:
-            context = self.wsman.new_kerberos_context()
-            out = context.step(base64.b64decode(token, validate=True))
+            self._begin("kerberos", self.wsman.new_kerberos_context())
+            out = self.auth_ctx.step(raw)
         # Any refusal of the acceptor (pyspnego 0.12.4 may raise AttributeError from a failed step).
         except Exception:
             log.debug("kerberos token refused on connection %d", self.serial, exc_info=True)
-            self.ntlm_ctx = None
-            self._reject()
+            self._fail()
             return None
-        if not context.complete:
-            self._reject()
+        if not self.auth_ctx.complete:
+            self._fail()
             return None
         with self.wsman._lock:
             self.wsman.kerberos_handshakes += 1
-        self.ntlm_ctx, self.ntlm_user = context, str(context.client_principal)
+        self.auth_user = str(self.auth_ctx.client_principal)
         self.final_token = f"{scheme} {base64.b64encode(out).decode()}" if out else None
-        return self.ntlm_user
+        return self.auth_user
+
+    def _credssp(self, token: str) -> str | None:
+        """One leg of a CredSSP handshake ([MS-CSSP]): TLS, then NTLM inside it, the public key
+        check, and the credentials the client delegates, which must be the user's own.
+
+        Each leg is answered 401 with ``WWW-Authenticate: CredSSP <token>`` until the client sends
+        its credentials; that request (with its body) is then served.  A user the inner NTLM
+        refuses gets the TSRequest errorCode Windows sends, STATUS_LOGON_FAILURE; delegated
+        credentials that are not the user's get a bare 401, as from Windows.
+        """
+        from spnego.exceptions import SpnegoError
+
+        raw = self._token(token)
+        if raw is None:
+            return None
+        if self.auth_scheme != "credssp" or self.auth_user is not None:
+            self._begin("credssp", self.wsman.new_credssp_context())
+        context = self.auth_ctx
+        try:
+            out = context.step(raw)
+        except SpnegoError as exc:
+            log.debug("CredSSP refused on connection %d: %s", self.serial, exc)
+            self._fail()
+            return None
+        if context.get_extra_info("auth_stage") == "Authentication failure":
+            self._fail(("CredSSP", out or b""))  # the TSRequest with errorCode (_WindowsLogonStatus)
+            return None
+        if not context.complete:
+            if not out:
+                self._fail()
+                return None
+            self._send(401, b"", [("WWW-Authenticate", f"CredSSP {base64.b64encode(out).decode()}")])
+            return None
+        user = self.wsman.known_user(str(context.client_principal))
+        if user is None or not self.wsman.check_delegated(user, context.get_extra_info("client_credential")):
+            log.debug("CredSSP: the delegated credentials are not %s's own", user)
+            self._fail()
+            return None
+        with self.wsman._lock:
+            self.wsman.credssp_handshakes += 1
+        self.auth_user = user
+        return user
+
+    def _certificate(self) -> str | None:
+        """The user the connection's verified client certificate maps to (``cert_mappings``); a
+        request without a certificate, or with an unmapped one, is refused with 401 as by Windows."""
+        if self.cert_user is not None:
+            return self.cert_user
+        der = self.request.getpeercert(binary_form=True) if isinstance(self.request, ssl.SSLSocket) else None
+        user = self.wsman.map_certificate(der) if der else None
+        if user is None:
+            log.debug("client certificate on connection %d: %s", self.serial, "not mapped" if der else "none")
+            self._reject()
+            return None
+        with self.wsman._lock:
+            self.wsman.certificate_logons += 1
+        self.cert_user = user
+        return user
 
     # ----------------------------------------------------------------- output
 

@@ -28,6 +28,7 @@ NS_WSMAN = "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"
 NS_WSMAN_FAULT = "http://schemas.microsoft.com/wbem/wsman/1/wsmanfault"
 NS_WMI_ERROR = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/MSFT_WmiError"
 NS_XSI = "http://www.w3.org/2001/XMLSchema-instance"
+NS_IDENTITY = "http://schemas.dmtf.org/wbem/wsman/identity/1/wsmanidentity.xsd"
 
 WMI_RESOURCE_BASE = "http://schemas.microsoft.com/wbem/wsman/1/wmi/"
 WQL_DIALECT = "http://schemas.microsoft.com/wbem/wsman/1/WQL"
@@ -104,6 +105,27 @@ def _envelope(
         "</s:Envelope>"
     )
     return Envelope(text, mid)
+
+
+def build_identify() -> Envelope:
+    """A WS-Management Identify (DSP0226 11, [MS-WSMV] 3.1.4.16): what `Test-WSMan` sends. No
+    addressing headers; the reply names the vendor and the product version."""
+    text = (f'<s:Envelope xmlns:s="{NS_SOAP}" xmlns:wsmid="{NS_IDENTITY}"><s:Header/>'
+            "<s:Body><wsmid:Identify/></s:Body></s:Envelope>")
+    return Envelope(text, "")
+
+
+def read_identify(data: bytes | str) -> dict[str, str]:
+    """The IdentifyResponse's fields (ProtocolVersion, ProductVendor, ProductVersion) by name."""
+    root = parse_xml(data)
+    response = root.find(f".//{{{NS_IDENTITY}}}IdentifyResponse")
+    if response is None:
+        raise PollError("parse", "the Identify reply holds no IdentifyResponse")
+    return {
+        local_name(child.tag): clean_text(child.text or "")
+        for child in response
+        if (child.text or "").strip()
+    }
 
 
 def build_enumerate(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import ipaddress
 import logging
 import re
 import secrets
@@ -80,7 +81,23 @@ class KerberosLogin:
         self._renew_at = 0.0
         self._expires = 0.0
         self.generation = 0
-        self.principal = self._username or ("(first principal of the keytab)" if self._keytab else "(KRB5CCNAME)")
+        self.principal = self._username or self._default_principal()
+
+    def _default_principal(self) -> str:
+        """The principal the tickets will be for: the keytab's first, or the cache's; a stand-in
+        when it cannot be read yet (the failure then says why when tickets are asked for)."""
+        try:
+            import krb5
+
+            ctx = krb5.init_context()
+            if self._keytab is not None:
+                entries = list(krb5.kt_resolve(ctx, f"FILE:{self._keytab}".encode()))
+                principal = copy.copy(entries[0].principal)  # freed with its entry otherwise
+            else:
+                principal = krb5.cc_get_principal(ctx, krb5.cc_default(ctx))
+            return str(krb5.unparse_name_flags(ctx, principal).decode())
+        except Exception:  # no keytab entry, no cache, no krb5: said when tickets are asked for
+            return "(the keytab's first principal)" if self._keytab else "(the principal in KRB5CCNAME)"
 
     @property
     def source(self) -> str:
@@ -194,14 +211,10 @@ class KerberosLogin:
 
 def _advice(code: int | None, login: KerberosLogin, exc: BaseException) -> tuple[Reason, str]:
     """The reason and what to do, by the krb5 error code (or the GSSAPI error kind)."""
-    spn_host = login.spn_host
     table: dict[int, tuple[Reason, Callable[[], str]]] = {
         _CLIENT_UNKNOWN: ("auth", lambda: "the KDC does not know the client principal (check auth.username's "
                           "spelling and realm, or the keytab's principal)"),
-        _SERVER_UNKNOWN: ("auth", lambda: f"no account has the SPN {login.spn} (the KDC's 'server not found'): "
-                          f"register it on the provider's computer account (setspn -S {login.spn} "
-                          f"{spn_host.split('.')[0].upper()}), or set auth.kerberos_hostname_override to the "
-                          "host name the SPN is registered for, or auth.kerberos_service: WSMAN"),
+        _SERVER_UNKNOWN: ("auth", lambda: _no_spn(login)),
         _PREAUTH_FAILED: ("auth", lambda: _wrong_key(login)),
         _BAD_INTEGRITY: ("auth", lambda: _wrong_key(login)),
         _KEY_VERSION_WRONG: ("auth", lambda: _wrong_key(login)),
@@ -228,6 +241,25 @@ def _advice(code: int | None, login: KerberosLogin, exc: BaseException) -> tuple
     if type(exc).__name__ in ("MissingCredentialsError", "NoCredentialError"):
         return "auth", _no_ticket(login)
     return "auth", _first_line(exc)
+
+
+def _no_spn(login: KerberosLogin) -> str:
+    said = f"no account has the SPN {login.spn} (the KDC's 'server not found'): "
+    if _is_address(login.spn_host):
+        return (said + "SPNs name hosts, not addresses: set auth.kerberos_hostname_override to the provider's "
+                "host name (cm01.corp.example.com)")
+    computer = login.spn_host.split(".")[0].upper()
+    return (said + f"register it on the provider's computer account (setspn -S {login.spn} {computer}), or set "
+            "auth.kerberos_hostname_override to the host name the SPN is registered for, or "
+            "auth.kerberos_service: WSMAN")
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _wrong_key(login: KerberosLogin) -> str:

@@ -229,10 +229,17 @@ class WinRMSource:
             self._discovery.release()
 
     def _discover_site(self, deadline: float) -> str:
+        return self.learn_site(self.provider_locations(deadline))
+
+    def provider_locations(self, deadline: float) -> list[Item]:
+        """Every `SMS_ProviderLocation` instance in `root\\SMS`: where each site's provider is."""
         enumeration = Enumeration(SMS_NAMESPACE, PROVIDER_LOCATION)
         with closing(self._pages(enumeration, deadline)) as pages:
-            items = [item for page in pages for item in page.items or []]
-        site = _local_site(items, self._target.host or "")
+            return [item for page in pages for item in page.items or []]
+
+    def learn_site(self, locations: list[Item]) -> str:
+        """The local site's code from `provider_locations()`, kept for the reads that follow."""
+        site = _local_site(locations, self._target.host or "")
         log.info("site code discovered", extra={"target": self._target.name, "site": site,
                                                "source": f"{SMS_NAMESPACE}\\{PROVIDER_LOCATION}"})
         self._site = site

@@ -26,6 +26,7 @@ from winrm.protocol import Protocol
 from exporter.capture import Recorder
 from exporter.config import TargetConfig
 from exporter.errors import PollError
+from exporter.winrm.clientcert import ClientCertificate, read_certificate, warn_if_key_readable
 from exporter.winrm.envelopes import MAX_OPERATION_TIMEOUT, Envelope, build_release
 from exporter.winrm.errors import connection_dropped, short, transport_error, where
 from exporter.winrm.kerberos import KerberosLogin, use_kerberos
@@ -57,6 +58,9 @@ class Transport:
         self._protocols: dict[Connection, Protocol] = {}
         self._kerberos = KerberosLogin(target) if target.auth.transport == "kerberos" else None
         self._tickets: dict[Connection, int] = {}  # the ticket generation each session authenticated with
+        self._certificate: tuple[tuple[int, int], ClientCertificate] | None = None
+        if target.auth.transport == "certificate":
+            warn_if_key_readable(target.tls.key_file, target.name)  # once per target, when its source is built
 
     @property
     def where(self) -> str:
@@ -82,6 +86,8 @@ class Transport:
         old connection. A new session authenticates again. SOAP faults are raised as pywinrm
         raises them (`WSManFaultError`, `WinRMOperationTimeoutError`) for the caller to read.
         """
+        if self._target.auth.transport == "certificate":
+            self._check_certificate()
         protocol = self._connect(connection)
         for attempt in (1, 2):
             operation_timeout = self._arm(protocol, deadline, what)
@@ -156,6 +162,25 @@ class Transport:
             self._tickets[connection] = generation
         return protocol
 
+    def _check_certificate(self) -> None:
+        """Before a request: the client certificate must be valid now, by this host's clock.
+
+        The provider would refuse it with a TLS alert that names no date; this says which date.
+        The file is parsed again only when it changed (a renewed certificate is used at once).
+        """
+        path = self._target.tls.cert_file or ""
+        try:
+            info = os.stat(path)
+            key = (info.st_mtime_ns, info.st_size)
+            if self._certificate is None or self._certificate[0] != key:
+                self._certificate = (key, read_certificate(path))
+        except (OSError, ValueError) as exc:
+            detail = f"cannot read the client certificate {path}: {exc.strerror}" if isinstance(exc, OSError) else exc
+            raise PollError("auth", f"{detail} (tls.cert_file, {self.where})") from None
+        problem = self._certificate[1].problem()
+        if problem is not None:
+            raise PollError("auth", f"{problem} (tls.cert_file, {self.where})")
+
     def _new_protocol(self) -> Protocol:
         target, auth, tls = self._target, self._target.auth, self._target.tls
         certificate = auth.transport == "certificate"
@@ -181,6 +206,13 @@ class Transport:
             raise PollError("other", f"cannot set up WinRM for {self.where}: {short(exc)}") from None
         if self._kerberos is not None:
             use_kerberos(protocol.transport, self._kerberos)
+        if auth.transport == "credssp" and "\\" in (auth.username or ""):
+            # pywinrm 0.5.0's Protocol() does not pass credssp_auth_mechanism on to its Transport,
+            # which then asks requests-credssp (2.0.0) for "auto": SPNEGO inside CredSSP, Kerberos
+            # first. A DOMAIN\user name is no Kerberos principal: pyspnego (0.12) would ask the
+            # default realm's KDC for it in vain (a round trip or a timeout on every new
+            # connection) before falling back to NTLM, which is what such a name can do.
+            protocol.transport.credssp_auth_mechanism = "ntlm"
         return protocol
 
     def scrub(self, text: str) -> str:
