@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from datasets import (
     site_namespace,
     site_server,
 )
-from wsman_server import DEFAULT_USERS, WSManServer
+from wsman_server import DEFAULT_USERS, CertMapping, WSManServer, cert_thumbprint, issue_client_cert, make_ca
 
 from exporter.capture import (
     INDEX,
@@ -47,6 +48,7 @@ from exporter.winrm.source import WinRMSource
 
 CAPTURES = Path(__file__).parent / "captures"
 USER, PASSWORD = next(iter(DEFAULT_USERS.items()))
+UPN = "svc-cm-exporter@corp.example.com"
 SITE = "P01"  # no hex letter: never found by chance in a message ID or an enumeration context
 DATA = single_site_dataset(SITE, packages=6, servers=3, seed=9)
 NAMESPACE = site_namespace(SITE)
@@ -58,16 +60,18 @@ def capture_directories() -> list[Path]:
 
 def target(server: WSManServer, *, settings: Settings | None = None, collectors: tuple[str, ...] = tuple(SPECS),
            parallel: int = 2, site_code: str | None = None, auth: AuthConfig | None = None,
-           host: str = "127.0.0.1") -> TargetConfig:
-    """A target of `server`: NTLM (sealed over http) unless `auth` says otherwise; a replay's
-    settings (collectors, slices, site code) from the capture's index when given."""
+           tls: TLSConfig | None = None, host: str = "127.0.0.1") -> TargetConfig:
+    """A target of `server`: NTLM (sealed over http) unless `auth` says otherwise (and `tls` the
+    client certificate); a replay's settings (collectors, slices, site code) from the capture's
+    index when given."""
     if settings is not None:
         collectors, parallel, site_code = settings.collectors, settings.parallel_enumerations, settings.site_code
     return TargetConfig(
         name="capture", source="winrm", interval=300, timeout=30, per_row="all", stale_after=900,
         host=host, port=server.port, scheme="https" if server.tls else "http", site_code=site_code,
         auth=auth or AuthConfig(transport="ntlm", username=USER, password=PASSWORD),
-        tls=TLSConfig(ca_file=server.ca_file), parallel_enumerations=parallel, collectors=frozenset(collectors),
+        tls=replace(tls or TLSConfig(), ca_file=server.ca_file), parallel_enumerations=parallel,
+        collectors=frozenset(collectors),
     )
 
 
@@ -220,31 +224,61 @@ def test_headers_keep_no_credential_and_challenges_keep_their_scheme() -> None:
 # --- no secret over any transport ---------------------------------------------------------------------
 
 
+Setup = Callable[[Any, Path], tuple[dict[str, Any], AuthConfig, TLSConfig]]
+
+
+def _password(transport: str, **server: Any) -> Setup:
+    """A transport signing in with the user's password: the server's options and the target's auth."""
+    return lambda krb, folder: (server, AuthConfig(transport, USER, PASSWORD), TLSConfig())  # type: ignore[arg-type]
+
+
+def _certificate(krb: Any, folder: Path) -> tuple[dict[str, Any], AuthConfig, TLSConfig]:
+    ca = make_ca(str(folder))
+    cert, key = issue_client_cert(str(folder), ca, "svc-cm-exporter", upn=UPN, stem="client")
+    server = {"auth": ("certificate",), "tls": True, "client_ca": ca[0],
+              "cert_mappings": [CertMapping(UPN, cert_thumbprint(ca[0]), USER)]}
+    return server, AuthConfig("certificate"), TLSConfig(cert_file=cert, key_file=key)
+
+
+def _kerberos(krb: Any, folder: Path) -> tuple[dict[str, Any], AuthConfig, TLSConfig]:
+    auth = AuthConfig("kerberos", krb.user, krb.password, kerberos_hostname_override="cm01.corp.example.com")
+    return {"auth": ("kerberos",), "kerberos_keytab": krb.service_keytab}, auth, TLSConfig()
+
+
+def _key_lines(krb: Any, folder: Path) -> list[str]:
+    return [line for path in folder.glob("*key*.pem") for line in path.read_text().splitlines()
+            if line and "-----" not in line]
+
+
 @dataclass(frozen=True)
 class Way:
-    """One way to sign in: the test server's options, the target's auth, what must never be written."""
+    """One way to sign in: (kerberos fixture or None, a folder for files) -> the test server's
+    options, the target's auth and TLS files; what must never be written; the scheme's token shapes."""
 
-    server: Callable[[Any], dict[str, Any]]  # kerberos fixture (or None) -> WSManServer keyword arguments
-    auth: Callable[[Any], AuthConfig]
-    secrets: Callable[[Any], list[str]] = field(
-        default=lambda krb: [PASSWORD, base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()])
-    markers: tuple[str, ...] = ()  # the scheme's token shapes
+    setup: Setup
+    secrets: Callable[[Any, Path], list[str]] = field(
+        default=lambda krb, folder: [PASSWORD, base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()])
+    markers: tuple[str, ...] = ()
     kerberos: bool = False
 
 
 # Adding a transport the test server offers is one line here.
 WAYS: dict[str, Way] = {
-    "basic_https": Way(lambda krb: {"auth": ("basic",), "tls": True}, lambda krb: AuthConfig("basic", USER, PASSWORD)),
-    "ntlm_http_sealed": Way(lambda krb: {"auth": ("ntlm",)}, lambda krb: AuthConfig("ntlm", USER, PASSWORD)),
-    "ntlm_https": Way(lambda krb: {"auth": ("ntlm",), "tls": True}, lambda krb: AuthConfig("ntlm", USER, PASSWORD)),
-    "kerberos_http_sealed": Way(
-        lambda krb: {"auth": ("kerberos",), "kerberos_keytab": krb.service_keytab},
-        lambda krb: AuthConfig("kerberos", krb.user, krb.password, kerberos_hostname_override="cm01.corp.example.com"),
-        secrets=lambda krb: [krb.password], markers=("YII",), kerberos=True),
+    "basic_https": Way(_password("basic", auth=("basic",), tls=True)),
+    "ntlm_http_sealed": Way(_password("ntlm", auth=("ntlm",))),
+    "ntlm_https_strict_channel_binding": Way(_password("ntlm", auth=("ntlm",), tls=True, cbt="strict")),
+    "credssp_https": Way(_password("credssp", auth=("credssp",), tls=True), markers=("MII",)),
+    "credssp_http_sealed": Way(_password("credssp", auth=("credssp",)), markers=("MII",)),
+    "certificate": Way(_certificate, secrets=_key_lines),
+    "kerberos_http_sealed": Way(_kerberos, secrets=lambda krb, folder: [krb.password], markers=("YII",),
+                                kerberos=True),
 }
-NEVER = ("Authorization", "Negotiate ", "Kerberos ", "NTLMSSP", "TlRMTVNTUA", "--Encrypted Boundary",
-         "OriginalContent", "application/octet-stream")
-NEVER_IN_BODIES = ("HTTP-SPNEGO-session-encrypted", "multipart/encrypted")
+NEVER = ("Authorization", "NTLMSSP", "TlRMTVNTUA", "--Encrypted Boundary", "OriginalContent",
+         "application/octet-stream")
+# A scheme followed by a token (an error message may say "CredSSP token" or "Kerberos failed").
+TOKEN = re.compile(r"\b(?:Negotiate|Kerberos|CredSSP|NTLM|Basic) [A-Za-z0-9+/]{20,}")
+NEVER_IN_BODIES = ("HTTP-SPNEGO-session-encrypted", "HTTP-CredSSP-session-encrypted", "multipart/encrypted",
+                   "multipart/x-multi-encrypted")
 
 
 @pytest.fixture(params=sorted(WAYS))
@@ -259,24 +293,31 @@ def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iter
 
 def test_a_capture_holds_no_secret_over_each_transport(way: tuple[str, Way, Any], tmp_path: Path) -> None:
     name, case, krb = way
-    auth = case.auth(krb)
-    secret = auth.password or PASSWORD
-    # The provider echoes the password in a fault (its machine name): the scrub must catch it.
-    with WSManServer(DATA, users={USER: PASSWORD}, machine=f"{secret}.corp.example.com", page_bytes=1500,
-                     **case.server(krb)) as server:
-        server.class_faults = {"SMS_DPStatusInfo": "access_denied_wsman"}
-        summary = record_poll(target(server, collectors=("package_status", "dp_status"), auth=auth), tmp_path)
+    keys, capture = tmp_path / "keys", tmp_path / "capture"
+    keys.mkdir()
+    options, auth, tls = case.setup(krb, keys)
+    # The provider echoes the password in a fault (its machine name): the scrub must catch it. The
+    # fault answers a Pull: with CredSSP, a fault answering the request that completes the
+    # handshake is taken by requests_credssp for a refused logon.
+    echoed = auth.password is not None
+    if echoed:
+        options = {**options, "machine": f"{auth.password}.corp.example.com"}
+    with WSManServer(DATA, users={USER: PASSWORD}, page_bytes=1500, **options) as server:
+        server.fault_next("pull", "access_denied_wsman", class_name="SMS_DPStatusInfo")
+        summary = record_poll(target(server, collectors=("package_status", "dp_status"), auth=auth, tls=tls), capture)
     assert summary.collectors["package_status"].ok, summary
     assert summary.collectors["dp_status"].reason == "auth"
-    written = files(tmp_path)
+    written = files(capture)
     for file, text in written.items():
-        for word in (*case.secrets(krb), *case.markers, *NEVER):
+        for word in (*case.secrets(krb, keys), *case.markers, *NEVER):
             assert word not in text, f"{name}: {word!r} in {file}"
+        assert not TOKEN.search(text), f"{name}: a token in {file}: {TOKEN.search(text)}"
         if file.endswith(".xml"):
             assert text.startswith("<s:Envelope"), f"{name}: {file} is not the plain SOAP text"
             for word in NEVER_IN_BODIES:
                 assert word not in text, f"{name}: {word!r} in {file}"
-    assert any(SCRUBBED in text for file, text in written.items() if file.endswith(".reply.xml"))
+    if echoed:
+        assert any(SCRUBBED in text for file, text in written.items() if file.endswith(".reply.xml"))
     index = json.loads(written[INDEX])
     sealed = server.tls is False
     assert all(e["encrypted"] == sealed for e in index["exchanges"] if e["status"] == 200), name
