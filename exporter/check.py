@@ -258,7 +258,7 @@ class _Check:
         from exporter.winrm.transport import Transport
 
         target = self.target
-        transport = Transport(target)
+        transport = Transport(target, recorder=self.recorder)
         started = time.monotonic()
         details = _auth_details(target, transport)
         try:
@@ -289,7 +289,7 @@ class _Check:
     # --- the collectors ---------------------------------------------------------------------------
 
     def _collectors(self) -> bool:
-        source = make_source(self.target)
+        source = self._source()
         try:
             if self.target.source == "winrm" and not self._site(source):
                 self.outcome.failed_at = "site"
@@ -310,6 +310,13 @@ class _Check:
             return self._verdict(True, f"{self.target.name}: every enabled collector ({len(enabled)}) read its class")
         finally:
             source.close()
+
+    def _source(self) -> Source:
+        if self.target.source == "winrm" and self.recorder is not None:
+            from exporter.winrm.source import WinRMSource
+
+            return WinRMSource(self.target, recorder=self.recorder)
+        return make_source(self.target)
 
     def _site(self, source: Any) -> bool:
         started = time.monotonic()

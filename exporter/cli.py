@@ -9,13 +9,18 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from exporter import __version__
-from exporter.config import Config, ConfigError, load_config
+from exporter.config import Config, ConfigError, TargetConfig, load_config
 from exporter.logs import LEVELS, setup_logging
 from exporter.server import DEFAULT_MAX_REQUESTS, ListenAddressError, parse_listen_address, serve
 from exporter.service import Exporter
 from exporter.webconfig import WebConfig, WebConfigError, load_web_config
+
+if TYPE_CHECKING:
+    from exporter.capture import Summary
+    from exporter.check import Outcome
 
 log = logging.getLogger("exporter")
 
@@ -150,7 +155,39 @@ def check(config: Config, name: str, *, json_format: bool, record: str | None, a
               file=sys.stderr)
         return EXIT_ERROR
     report = JsonReport(sys.stdout) if json_format else TextReport(sys.stdout)
-    return EXIT_OK if check_target(target, report).ok else EXIT_ERROR
+    if record is None:
+        return EXIT_OK if check_target(target, report).ok else EXIT_ERROR
+    if target.source != "winrm":
+        print(f"--record: target {name} is not a winrm target: there is no exchange to record", file=sys.stderr)
+        return EXIT_ERROR
+    from exporter.capture import CaptureError, Recorder
+
+    try:
+        recorder = Recorder(record, anonymize=anonymize, secrets=[p for p in (target.auth.password,) if p],
+                            hosts=[target.host or ""], accounts=[a for a in (target.auth.username,) if a])
+    except CaptureError as exc:
+        print(f"--record: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    outcome = check_target(target, report, recorder=recorder)
+    recorder.close(capture_summary(target, outcome))
+    print(f"the exchanges of this poll are in {record}{' (anonymized)' if anonymize else ''}: read them "
+          "before you send them (docs/troubleshooting.md)", file=sys.stderr)
+    return EXIT_OK if outcome.ok else EXIT_ERROR
+
+
+def capture_summary(target: TargetConfig, outcome: Outcome) -> Summary:
+    """What the capture's index says the poll gave: per collector (its classes together) the rows
+    read, or the reason it failed; what a replay of it must give again."""
+    from exporter.capture import CollectorOutcome, Settings, Summary
+
+    collectors: dict[str, CollectorOutcome] = {}
+    for key, result in outcome.collectors.items():
+        name = key.split(" ")[0]
+        before = collectors.get(name, CollectorOutcome(rows=0, ok=True))
+        ok = before.ok and bool(result["ok"])
+        reason = before.reason or (None if result["ok"] else str(result["reason"]))
+        collectors[name] = CollectorOutcome(rows=before.rows + int(result.get("rows", 0)), ok=ok, reason=reason)
+    return Summary(Settings.of(target), collectors)
 
 
 class Reloader:

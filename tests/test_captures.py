@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Kerberos, poll_collectors, record_poll
+from conftest import Kerberos, console_script, poll_collectors, record_poll
 from datasets import (
     DP_GROUP,
     PACKAGE_BASECLASS,
@@ -406,3 +407,44 @@ def test_a_site_code_spelled_like_an_xml_reference_leaves_the_reference_alone() 
     anonymizer.learn_xml(document, "SMS_Site")
     assert anonymizer.xml(document, "SMS_Site") == \
         b"<r><SiteCode>S01</SiteCode><Name>Name 0001</Name><Description>Text 0002</Description></r>"
+
+
+# --- through the command: --check-target --record --anonymize -------------------------------------
+
+
+def test_check_target_records_an_anonymized_capture_that_names_nothing_and_replays_the_same(tmp_path: Path) -> None:
+    capture = tmp_path / "capture"
+    with WSManServer(DATA, users={USER: PASSWORD}, auth=("ntlm",), page_bytes=2000) as server:
+        server.class_faults = {"SMS_DistributionPointDriveInfo": "access_denied_wsman"}
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            f"defaults: {{collectors: [{', '.join(SPECS)}], parallel_enumerations: 2}}\n"
+            f"targets:\n  - {{name: p01, source: winrm, host: 127.0.0.1, port: {server.port}, scheme: http,\n"
+            f"     auth: {{transport: ntlm, username: '{USER}', password: '{PASSWORD}'}}}}\n")
+        result = subprocess.run([console_script(), "--config.file", str(config), "--check-target", "p01",
+                                 "--record", str(capture), "--anonymize"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr  # dp_drive was refused
+    assert "FAIL  collector dp_drive" in result.stdout and f"are in {capture} (anonymized)" in result.stderr
+    index = json.loads((capture / INDEX).read_text())
+    assert index["anonymized"] is True
+    assert index["summary"]["collectors"]["dp_drive"]["ok"] is False
+    assert index["summary"]["collectors"]["package_status"]["rows"] == len(DATA[NAMESPACE]["SMS_PackageStatus"])
+    assert {e["action"] for e in index["exchanges"]} >= {"Identify", "Enumerate", "Pull"}
+    written = "\n".join(files(capture).values())
+    for original in originals(DATA):
+        for form in escaped(original):
+            assert form not in written and (len(form) < 4 or form.lower() not in written.lower()), original
+    assert PASSWORD not in written and PASSWORD not in result.stdout + result.stderr
+    recorded, got = replay(capture)
+    assert_same_outcome(recorded, got)
+
+
+def test_record_needs_a_winrm_target_and_check_target(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("targets:\n  - {name: demo, source: demo}\n")
+    result = subprocess.run([console_script(), "--config.file", str(config), "--check-target", "demo",
+                             "--record", str(tmp_path / "new")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "not a winrm target" in result.stderr, result.stderr
+    alone = subprocess.run([console_script(), "--config.file", str(config), "--anonymize"],
+                           capture_output=True, text=True, timeout=60)
+    assert alone.returncode == 1 and "go with --check-target" in alone.stderr

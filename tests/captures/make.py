@@ -1,8 +1,10 @@
 """Makes the captures of tests/captures/ again from the WS-Management test server:
 `.venv/bin/python tests/captures/make.py [NAME ...]` (all of them without a name).
 
-Each capture is one poll through real pywinrm (`WinRMSource`, the collectors' `Reader`s) recorded
-by `exporter.capture.Recorder`, against tests/wsman_server.py serving a small site in small pages
+Each capture is one poll through real pywinrm recorded by `exporter.capture.Recorder`: the
+property-list ones as a user makes one (`sccm-package-exporter --check-target NAME --record DIR`,
+`--anonymize` for `faults`), `select-star` by `WinRMSource(property_list=False)` (no configuration
+asks for SELECT *); against tests/wsman_server.py serving a small site in small pages
 (several Pulls per class), over NTLM with message encryption: the files hold the decrypted text.
 `CASES` says what each shows. tests/test_captures.py replays every directory here.
 """
@@ -10,6 +12,7 @@ by `exporter.capture.Recorder`, against tests/wsman_server.py serving a small si
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +25,7 @@ from conftest import record_poll  # noqa: E402
 from datasets import Dataset, single_site_dataset, site_namespace  # noqa: E402
 from wsman_server import DEFAULT_USERS, WSManServer  # noqa: E402
 
-from exporter.capture import Summary  # noqa: E402
+from exporter.capture import Summary, load_capture  # noqa: E402
 from exporter.config import AuthConfig, TargetConfig  # noqa: E402
 
 SITE = "P01"
@@ -82,7 +85,30 @@ def make(name: str, directory: Path) -> Summary:
             auth=AuthConfig(transport="ntlm", username=USER, password=PASSWORD),
             parallel_enumerations=case.parallel, collectors=frozenset(case.collectors),
         )
-        return record_poll(target, directory, property_list=case.property_list, anonymize=case.anonymize)
+        if not case.property_list:  # SELECT * is no configuration a user can give: the poll directly
+            return record_poll(target, directory, property_list=False, anonymize=case.anonymize)
+        return _check_target(target, directory, case.anonymize)
+
+
+def _check_target(target: TargetConfig, directory: Path, anonymize: bool) -> Summary:
+    """The capture as a user makes one: `sccm-package-exporter --check-target NAME --record DIR`."""
+    config = directory.parent / f".{directory.name}.yaml"
+    config.write_text(
+        f"defaults: {{collectors: [{', '.join(sorted(target.collectors))}], "
+        f"parallel_enumerations: {target.parallel_enumerations}}}\n"
+        f"targets:\n  - {{name: {target.name}, source: winrm, host: {target.host}, port: {target.port}, "
+        f"scheme: http{f', site_code: {target.site_code}' if target.site_code else ''},\n"
+        f"     auth: {{transport: ntlm, username: '{USER}', password: '{PASSWORD}'}}}}\n"
+    )
+    try:
+        subprocess.run([str(HERE.parent.parent / ".venv/bin/sccm-package-exporter"), "--config.file", str(config),
+                        "--check-target", target.name, "--record", str(directory),
+                        *(["--anonymize"] if anonymize else [])], capture_output=True, timeout=60)
+    finally:
+        config.unlink()
+    capture = load_capture(directory)
+    assert capture.summary is not None
+    return capture.summary
 
 
 def main(names: list[str]) -> None:
