@@ -30,11 +30,18 @@ _HINTS: tuple[tuple[Reason | None, str, str], ...] = (
     ("connection", r"[Cc]onnection refused",
      "nothing listens there: check the WinRM listener on the provider (winrm enumerate "
      "winrm/config/listener), the port (5986 https, 5985 http) and the firewall"),
+    ("connection", r"[Rr]eset|dropped|[Aa]borted|closed|[Bb]roken pipe|[Ee]mpty body",
+     "the connection broke while the provider answered: a firewall or proxy cutting connections, "
+     "or the WinRM service restarting; if it repeats, see the provider's Microsoft-Windows-WinRM/"
+     "Operational event log"),
     ("timeout", r"connecting .* timed out|hang on connect",
      "the connection was not answered: a firewall dropping packets, or a wrong address"),
     ("timeout", r"",
      "the provider did not answer in time: compare sccm_poll_duration_seconds with timeout, and look "
      "at the provider's load (site backup, WSUS synchronisation, SQL maintenance)"),
+    ("auth", r"client certificate|TLS alert",
+     "the provider refused the client certificate: it must be issued by a CA the provider trusts, "
+     "valid, and mapped to a local account (New-Item WSMan:\\localhost\\ClientCertificate)"),
     ("auth", r"[Aa]ccess denied|0x80041003|0x80070005",
      "the account lacks rights: add it to the local Remote Management Users group on the provider "
      "and give it a ConfigMgr role such as Read-only Analyst (which puts it in SMS Admins)"),
@@ -42,9 +49,6 @@ _HINTS: tuple[tuple[Reason | None, str, str], ...] = (
      "the provider refused the account: check username (DOMAIN\\user), the password (file, "
      "variable), whether the account is locked or its password expired; if NTLM is disabled by "
      "policy, use transport kerberos"),
-    ("auth", r"certificate",
-     "the provider refused the client certificate: it must be issued by a CA the provider trusts, "
-     "valid, and mapped to a local account (New-Item WSMan:\\localhost\\ClientCertificate)"),
     ("wmi_fault", r"invalid namespace|0x8004100E|wrong site_code",
      "wrong site_code: leave site_code out to find it from SMS_ProviderLocation, or use the code "
      "it shows"),

@@ -372,8 +372,11 @@ def _key_usage(*, ca: bool) -> Any:
     )
 
 
-def make_self_signed_cert(directory: str) -> tuple[str, str]:
+def make_self_signed_cert(
+    directory: str, *, not_before: datetime | None = None, not_after: datetime | None = None
+) -> tuple[str, str]:
     """Mint a throwaway self-signed certificate for 127.0.0.1/localhost; return (cert, key) paths.
+    Valid from five minutes ago for two days unless `not_before`/`not_after` say otherwise.
 
     The certificate is its own CA (basicConstraints CA:TRUE, keyCertSign), so the cert file can be
     handed to a client as ``ca_trust_path``/``verify``.  EC P-256 keeps minting fast.
@@ -399,8 +402,8 @@ def make_self_signed_cert(directory: str) -> tuple[str, str]:
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=2))
+        .not_valid_before(not_before or now - timedelta(minutes=5))
+        .not_valid_after(not_after or now + timedelta(days=2))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(usage, critical=True)
         .add_extension(
