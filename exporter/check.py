@@ -321,7 +321,7 @@ class _Check:
     def _site(self, source: Any) -> bool:
         started = time.monotonic()
         if self.target.site_code:
-            self._emit(Step("site", True, 0.0, f"{self.target.site_code} (configured)"))
+            self._emit(self._configured_site(source, started))
             return True
         try:
             locations = source.provider_locations(self.deadline)
@@ -335,6 +335,24 @@ class _Check:
                         f"{site} (the local site in root\\SMS SMS_ProviderLocation)",
                         {"SMS_ProviderLocation": shown}))
         return True
+
+    def _configured_site(self, source: Any, started: float) -> Step:
+        """The configured site code, checked against the provider's SMS_ProviderLocation: a code it
+        does not list fails every class of the site with 'invalid namespace', so say it once here."""
+        configured = self.target.site_code or ""
+        try:
+            locations = source.provider_locations(self.deadline)
+        except PollError as error:  # root\SMS itself unreadable: the collectors will say more
+            return Step("site", True, time.monotonic() - started,
+                        f"{configured} (configured; SMS_ProviderLocation not readable: {error.reason})")
+        shown = [", ".join(f"{f}={item_text(item, f)}" for f in _LOCATION_FIELDS) for item in locations]
+        codes = {(item_text(item, "SiteCode") or "").strip().upper() for item in locations}
+        details = {"SMS_ProviderLocation": shown}
+        if configured.upper() in codes:
+            return Step("site", True, time.monotonic() - started, f"{configured} (configured)", details)
+        message = f"the configured site_code {configured} is not one this provider serves ({', '.join(sorted(codes))})"
+        return Step("site", False, time.monotonic() - started, message, {"reason": "wmi_fault", **details},
+                    hint("wmi_fault", "wrong site_code"), fatal=False)
 
     def _read(self, source: Source, name: str, number: int, read: ClassRead) -> Step:
         started = time.monotonic()
