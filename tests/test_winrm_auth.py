@@ -20,6 +20,7 @@ from test_wsman_auth import PKI, settled
 from wsman_server import CertMapping, WSManServer, issue_client_cert
 
 from exporter.config import AuthConfig, TargetConfig, TLSConfig
+from exporter.errors import PollError
 from exporter.winrm.clientcert import read_certificate
 from exporter.winrm.source import WinRMSource
 from exporter.winrm.transport import Transport
@@ -271,3 +272,17 @@ def test_a_private_key_file_or_another_transport_is_not_warned_about(
         finally:
             os.chmod(pki.client[1], 0o600)
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+@pytest.mark.parametrize("fault,reason", [("invalid_class", "wmi_fault"), ("access_denied", "auth"),
+                                          ("provider_failure", "wmi_fault")])
+def test_a_fault_answering_the_request_that_completes_credssp_is_that_fault(
+    credssp: WSManServer, fault: str, reason: str
+) -> None:
+    # The first request of a connection carries the delegated credentials; the provider answers it
+    # at once, here with a SOAP fault (HTTP 500), which is the answer to the request, not a refusal.
+    credssp.class_faults = {"SMS_PackageStatus": fault}
+    with pytest.raises(PollError) as caught:
+        poll(WinRMSource(target(credssp, "credssp", parallel=1)))
+    assert caught.value.reason == reason, str(caught.value)
+    assert "CredSSP" not in str(caught.value)

@@ -27,6 +27,7 @@ from exporter.capture import Recorder
 from exporter.config import TargetConfig
 from exporter.errors import PollError
 from exporter.winrm.clientcert import ClientCertificate, read_certificate, warn_if_key_readable
+from exporter.winrm.credssp import answer_after_delegation
 from exporter.winrm.envelopes import MAX_OPERATION_TIMEOUT, Envelope, build_release
 from exporter.winrm.errors import connection_dropped, short, transport_error, where
 from exporter.winrm.kerberos import KerberosLogin, use_kerberos
@@ -213,6 +214,8 @@ class Transport:
             # default realm's KDC for it in vain (a round trip or a timeout on every new
             # connection) before falling back to NTLM, which is what such a name can do.
             protocol.transport.credssp_auth_mechanism = "ntlm"
+        if auth.transport == "credssp":
+            answer_after_delegation(protocol.transport)
         return protocol
 
     def scrub(self, text: str) -> str:
