@@ -378,8 +378,12 @@ version {html.escape(__version__)}.</p>
 
 
 def _collectors_cell(status: TargetStatus) -> str:
-    """The optional collectors of a target and how their last read went (package_status is the row)."""
-    parts = []
+    """The optional collectors of a target and how their last read went (package_status is the row).
+
+    Collectors in the same state share one line: a wrong site code fails them all the same way,
+    and one message with its hint reads better than six.
+    """
+    states: dict[str, list[str]] = {}
     for collector in status.collectors[1:]:
         if status.polls == 0:
             state = "waiting"
@@ -391,8 +395,10 @@ def _collectors_cell(status: TargetStatus) -> str:
             advice = hint(collector.last_reason, collector.last_error)
             if advice:
                 state += f" <i>what to do:</i> {html.escape(advice)}"
-        parts.append(f"{collector.name}: {state}")
-    return "<br>".join(parts) or "none"
+        # Only failures share a line: "up, 12 rows" twice is two collectors' own counts.
+        key = state if state.startswith("down") else f"{collector.name}\0{state}"
+        states.setdefault(key, []).append(collector.name)
+    return "<br>".join(f"{', '.join(names)}: {key.rpartition(chr(0))[2]}" for key, names in states.items()) or "none"
 
 
 def serve(exporter: Exporter, address: tuple[str, int], web_config: WebConfig | None = None, *,

@@ -312,7 +312,7 @@ def test_a_name_that_does_not_resolve_says_check_dns(monkeypatch: pytest.MonkeyP
 
 def _exporter_config(tmp_path: Path, server: WSManServer, **extra: Any) -> Path:
     path = tmp_path / "exporter.yaml"
-    path.write_text(config_text(server, site_code="ABC", **extra).replace(
+    path.write_text(config_text(server, **{"site_code": "ABC", **extra}).replace(
         "defaults: {", "defaults: {interval: 1h, stale_after: 2h, "))
     return path
 
@@ -385,12 +385,16 @@ def test_the_landing_page_shows_the_last_error_with_its_hint_and_links_the_debug
     tmp_path: Path, run_exporter: StartExporter
 ) -> None:
     with WSManServer(DATA, auth=("ntlm",)) as server:
-        exporter = run_exporter(_exporter_config(tmp_path, server, password="Wr0ng-Passw0rd"))
+        # No site_code: every collector fails at the discovery of the site, with the same message.
+        exporter = run_exporter(_exporter_config(tmp_path, server, password="Wr0ng-Passw0rd", site_code=None))
         exporter.wait_for("an auth failure counted", lambda got: got.get("sccm_poll_errors_total", {}).get(
             labels(target="abc", reason="auth"), 0) >= 1)
         page = exporter.get("/").text
     assert "rejected the credentials" in page
     assert "what to do:</i> the provider refused the account" in page
+    # The six optional collectors failed alike: one line, one hint, not six.
+    assert page.count("what to do:</i> the provider refused the account") == 2  # the target's, the collectors'
+    assert re.search(r"(?:package_info|dp_\w+)(?:, (?:package_info|dp_\w+)){5}: down \(auth\)", page), page
     assert '<a href="/probe?target=abc&amp;debug=true">' in page
     assert "Wr0ng-Passw0rd" not in page
 
