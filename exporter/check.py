@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
 from exporter import __version__
+from exporter.capture import CollectorOutcome
 from exporter.collectors import SPECS
 from exporter.collectors.spec import ClassRead, page_rows
 from exporter.config import TargetConfig
@@ -34,7 +35,7 @@ from exporter.errors import PollError, Reason
 from exporter.hints import hint
 from exporter.rows import item_text
 from exporter.sources import make_source
-from exporter.wmi import Source
+from exporter.wmi import Item, Source
 
 # The properties of SMS_ProviderLocation shown in the site step.
 _LOCATION_FIELDS = ("Machine", "SiteCode", "ProviderForLocalSite", "NamespacePath")
@@ -130,12 +131,22 @@ def _lines(value: Any) -> list[str]:
 
 @dataclass
 class Outcome:
-    """What the check found: `ok` when every enabled collector read its class; per collector
-    (`name` or `name (2)` for a second class) its rows, or the reason it failed."""
+    """What the check found: `ok` when every enabled collector read its classes; per collector
+    the rows of its classes, or the reason the first one that failed gave (what a capture's
+    summary holds)."""
 
     ok: bool = False
     failed_at: str | None = None  # the step before the collectors that broke
-    collectors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    collectors: dict[str, CollectorOutcome] = field(default_factory=dict)
+
+    def add(self, collector: str, rows: int, error: PollError | None) -> None:
+        """One class of `collector` read (`rows`), or failed (`error`)."""
+        before = self.collectors.get(collector, CollectorOutcome(rows=0, ok=True))
+        self.collectors[collector] = CollectorOutcome(
+            rows=before.rows + (rows if error is None else 0),
+            ok=before.ok and error is None,
+            reason=before.reason or (error.reason if error is not None else None),
+        )
 
 
 def check_target(target: TargetConfig, report: Report, *, recorder: Any = None) -> Outcome:
@@ -205,8 +216,7 @@ class _Check:
                 errors.append(f"{_hostport(address, port)}: {exc.strerror or type(exc).__name__}")
         message = "cannot connect: " + "; ".join(errors)
         reason: Reason = "timeout" if any("timed out" in e for e in errors) else "connection"
-        text = message + (" (connection refused)" if "refused" in message else "")
-        return self._failed("connect", started, text, PollError(reason, text))
+        return self._failed("connect", started, message, PollError(reason, message))
 
     def _tls(self) -> Step | None:
         if self.target.scheme != "https":
@@ -323,17 +333,16 @@ class _Check:
         if self.target.site_code:
             self._emit(self._configured_site(source, started))
             return True
+        shown: dict[str, Any] = {}
         try:
             locations = source.provider_locations(self.deadline)
-            shown = [", ".join(f"{f}={item_text(item, f)}" for f in _LOCATION_FIELDS) for item in locations]
+            shown["SMS_ProviderLocation"] = _locations(locations)
             site = source.learn_site(locations)
         except PollError as error:
-            self._emit(self._failed("site", started, str(error), error,
-                                    {"SMS_ProviderLocation": shown} if "shown" in locals() else {}))
+            self._emit(self._failed("site", started, str(error), error, shown))
             return False
         self._emit(Step("site", True, time.monotonic() - started,
-                        f"{site} (the local site in root\\SMS SMS_ProviderLocation)",
-                        {"SMS_ProviderLocation": shown}))
+                        f"{site} (the local site in root\\SMS SMS_ProviderLocation)", shown))
         return True
 
     def _configured_site(self, source: Any, started: float) -> Step:
@@ -345,9 +354,8 @@ class _Check:
         except PollError as error:  # root\SMS itself unreadable: the collectors will say more
             return Step("site", True, time.monotonic() - started,
                         f"{configured} (configured; SMS_ProviderLocation not readable: {error.reason})")
-        shown = [", ".join(f"{f}={item_text(item, f)}" for f in _LOCATION_FIELDS) for item in locations]
         codes = {(item_text(item, "SiteCode") or "").strip().upper() for item in locations}
-        details = {"SMS_ProviderLocation": shown}
+        details = {"SMS_ProviderLocation": _locations(locations)}
         if configured.upper() in codes:
             return Step("site", True, time.monotonic() - started, f"{configured} (configured)", details)
         message = f"the configured site_code {configured} is not one this provider serves ({', '.join(sorted(codes))})"
@@ -372,11 +380,11 @@ class _Check:
                     first = got[0]
         except PollError as error:
             details.update(pages=pages, rows=rows)
-            self.outcome.collectors[key] = {"class": query.class_name, "ok": False, "reason": error.reason}
+            self.outcome.add(name, rows, error)
             return self._failed(f"collector {key}", started, str(error), error, details, fatal=False)
         took = time.monotonic() - started
         details.update(pages=pages, rows=rows, first_row=_row_text(first) if first is not None else "(no rows)")
-        self.outcome.collectors[key] = {"class": query.class_name, "ok": True, "rows": rows, "pages": pages}
+        self.outcome.add(name, rows, None)
         label = f"collector {key}"
         return Step(label, True, took, f"{query.class_name}: {rows} rows in {pages} pages", details)
 
@@ -396,6 +404,11 @@ class _Check:
 
     def _left(self) -> float:
         return max(0.1, self.deadline - time.monotonic())
+
+
+def _locations(items: list[Item]) -> list[str]:
+    """SMS_ProviderLocation instances, one line each, for the site step."""
+    return [", ".join(f"{name}={item_text(item, name)}" for name in _LOCATION_FIELDS) for item in items]
 
 
 def _hostport(address: str, port: int) -> str:

@@ -176,18 +176,11 @@ def check(config: Config, name: str, *, json_format: bool, record: str | None, a
 
 
 def capture_summary(target: TargetConfig, outcome: Outcome) -> Summary:
-    """What the capture's index says the poll gave: per collector (its classes together) the rows
-    read, or the reason it failed; what a replay of it must give again."""
-    from exporter.capture import CollectorOutcome, Settings, Summary
+    """What the capture's index says the poll gave: per collector the rows read, or the reason it
+    failed; what a replay of it must give again."""
+    from exporter.capture import Settings, Summary
 
-    collectors: dict[str, CollectorOutcome] = {}
-    for key, result in outcome.collectors.items():
-        name = key.split(" ")[0]
-        before = collectors.get(name, CollectorOutcome(rows=0, ok=True))
-        ok = before.ok and bool(result["ok"])
-        reason = before.reason or (None if result["ok"] else str(result["reason"]))
-        collectors[name] = CollectorOutcome(rows=before.rows + int(result.get("rows", 0)), ok=ok, reason=reason)
-    return Summary(Settings.of(target), collectors)
+    return Summary(Settings.of(target), outcome.collectors)
 
 
 class Reloader:

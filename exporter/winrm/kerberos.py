@@ -37,6 +37,7 @@ from requests.auth import AuthBase
 
 from exporter.config import TargetConfig
 from exporter.errors import PollError, Reason
+from exporter.winrm.errors import where
 
 log = logging.getLogger("exporter.winrm")
 
@@ -70,7 +71,7 @@ class KerberosLogin:
         auth = target.auth
         self.spn = target.spn
         self.service, _, self.spn_host = self.spn.partition("/")
-        self._where = f"{target.host}:{target.port}"
+        self._where = where(target)
         self._keytab = auth.keytab_file
         self._password = auth.password
         self._username = auth.username
@@ -79,7 +80,6 @@ class KerberosLogin:
         self._ccache = f"MEMORY:sccm-exporter-{secrets.token_hex(8)}"
         self._lock = threading.Lock()
         self._renew_at = 0.0
-        self._expires = 0.0
         self.generation = 0
         self.principal = self._username or self._default_principal()
 
@@ -91,10 +91,9 @@ class KerberosLogin:
 
             ctx = krb5.init_context()
             if self._keytab is not None:
-                entries = list(krb5.kt_resolve(ctx, f"FILE:{self._keytab}".encode()))
-                principal = copy.copy(entries[0].principal)  # freed with its entry otherwise
-            else:
-                principal = krb5.cc_get_principal(ctx, krb5.cc_default(ctx))
+                self._keytab_principal(krb5, ctx, krb5.kt_resolve(ctx, f"FILE:{self._keytab}".encode()))
+                return self.principal
+            principal = krb5.cc_get_principal(ctx, krb5.cc_default(ctx))
             return str(krb5.unparse_name_flags(ctx, principal).decode())
         except Exception:  # no keytab entry, no cache, no krb5: said when tickets are asked for
             return "(the keytab's first principal)" if self._keytab else "(the principal in KRB5CCNAME)"
@@ -182,7 +181,6 @@ class KerberosLogin:
         except krb5.Krb5Error as exc:
             raise self.error(exc, "getting a ticket") from None
         start, end = float(creds.times.starttime or creds.times.authtime), float(creds.times.endtime)
-        self._expires = end
         self._renew_at = end - (end - start) * RENEW_WHEN_LEFT
         log.info(
             "Kerberos ticket obtained",
@@ -191,6 +189,8 @@ class KerberosLogin:
         )
 
     def _keytab_principal(self, krb5: Any, ctx: Any, keytab: Any) -> Any:
+        """The principal to get tickets for: auth.username, or the keytab's first (then named in
+        `principal`)."""
         if self._username:
             return krb5.parse_name_flags(ctx, self._username.encode())
         entries = list(keytab)
