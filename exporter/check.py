@@ -442,6 +442,8 @@ def _certificate(der: bytes) -> dict[str, Any]:
         return {}
     from cryptography import x509
 
+    from exporter.winrm.clientcert import when
+
     cert = x509.load_der_x509_certificate(der)
     try:
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -454,8 +456,7 @@ def _certificate(der: bytes) -> dict[str, Any]:
         "subject": cert.subject.rfc4514_string(),
         "alternative": alternative,
         "issuer": cert.issuer.rfc4514_string(),
-        "expires": f"{expires:%Y-%m-%d %H:%M:%S} UTC ({left} days left)" if left >= 0 else
-                   f"{expires:%Y-%m-%d %H:%M:%S} UTC (expired)",
+        "expires": f"{when(expires)} ({f'{left} days left' if left >= 0 else 'expired'})",
     }
 
 
