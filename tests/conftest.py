@@ -393,6 +393,12 @@ def provider(dataset: dict[str, Any]) -> Iterator[WSManServer]:
         yield server
 
 
+def key_lines(*paths: str | Path) -> list[str]:
+    """The base64 lines of PEM private key files: key material a capture, a log or a page must
+    never hold (the BEGIN/END lines are no secret)."""
+    return [line for path in paths for line in Path(path).read_text().splitlines() if line and "-----" not in line]
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """No test may ask a real KDC: the host's /etc/krb5.conf (Debian's names MIT's public realm)
     would send Kerberos and DNS traffic off this machine if anything reached for Kerberos without

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Kerberos, console_script, poll_collectors, record_poll
+from conftest import Kerberos, console_script, key_lines, poll_collectors, record_poll
 from datasets import (
     DP_GROUP,
     PACKAGE_BASECLASS,
@@ -247,8 +247,7 @@ def _kerberos(krb: Any, folder: Path) -> tuple[dict[str, Any], AuthConfig, TLSCo
 
 
 def _key_lines(krb: Any, folder: Path) -> list[str]:
-    return [line for path in folder.glob("*key*.pem") for line in path.read_text().splitlines()
-            if line and "-----" not in line]
+    return key_lines(*folder.glob("*key*.pem"))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ExporterProcess, Samples, labels, parse_samples, promtool_check_metrics
+from conftest import ExporterProcess, Samples, key_lines, labels, parse_samples, promtool_check_metrics
 from datasets import three_site_dataset
 from expected import DEFAULT_COLLECTORS, check_collector_up, check_collectors, check_target
 from wsman_server import DEFAULT_USERS, CertMapping, WSManServer, cert_thumbprint, issue_client_cert, make_ca
@@ -54,10 +54,6 @@ class World:
     log: str
     secrets: list[str]  # passwords, and every base64 line of every private key
     key_file: str  # the certificate target's key, left readable by the group
-
-
-def _key_lines(*paths: str) -> list[str]:
-    return [line for path in paths for line in Path(path).read_text().splitlines() if line and "-----" not in line]
 
 
 def _config(tmp: Path, servers: dict[str, WSManServer], certs: dict[str, tuple[str, str]]) -> Path:
@@ -145,7 +141,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         exporter.wait_ready()
         exporter.wait_for("every healthy target up and every failing one counted", _settled, timeout=60)
         text = exporter.scrape()
-        secrets = [PASSWORD, WRONG_PASSWORD, *_key_lines(client[1], ca[1], other_ca[1],
+        secrets = [PASSWORD, WRONG_PASSWORD, *key_lines(client[1], ca[1], other_ca[1],
                                                           *(certs[n][1] for n in certs if n != "certificate"))]
         yield World(exporter, servers, dataset, parse_samples(text), text, exporter.log(), secrets, key_file)
     finally:

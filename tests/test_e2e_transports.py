@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Kerberos, StartExporter, console_script, labels, parse_samples, promtool_check_metrics
+from conftest import Kerberos, StartExporter, console_script, key_lines, labels, parse_samples, promtool_check_metrics
 from datasets import single_site_dataset
 from expected import check_collector_up, check_collectors, check_target
 from wsman_server import DEFAULT_USERS, CertMapping, WSManServer, cert_thumbprint, issue_client_cert, make_ca
@@ -76,11 +76,6 @@ def _certificate(krb: Any, folder: Path) -> tuple[dict[str, Any], str, str]:
     return server, "{transport: certificate}", f"cert_file: {cert}, key_file: {key}"
 
 
-def _key_lines(folder: Path) -> list[str]:
-    return [line for path in folder.glob("*key*.pem") for line in path.read_text().splitlines()
-            if line and "-----" not in line]
-
-
 TRANSPORTS = {
     "ntlm_http_sealed": Transport(setup=lambda krb, folder: ({"auth": ("ntlm",)}, _ntlm(krb, folder), "")),
     "ntlm_https_strict_channel_binding": Transport(
@@ -99,7 +94,8 @@ TRANSPORTS = {
         scheme="https",
     ),
     "certificate": Transport(
-        setup=_certificate, scheme="https", secrets=lambda krb, folder: [PASSWORD, *_key_lines(folder)],
+        setup=_certificate, scheme="https",
+        secrets=lambda krb, folder: [PASSWORD, *key_lines(*folder.glob("*key*.pem"))],
     ),
     "kerberos_http_sealed_password": Transport(
         setup=lambda krb, folder: (
