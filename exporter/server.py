@@ -380,25 +380,28 @@ version {html.escape(__version__)}.</p>
 def _collectors_cell(status: TargetStatus) -> str:
     """The optional collectors of a target and how their last read went (package_status is the row).
 
-    Collectors in the same state share one line: a wrong site code fails them all the same way,
-    and one message with its hint reads better than six.
+    Collectors that failed the same way share one line: a wrong site code fails them all alike,
+    and one message with its hint reads better than six. ("up, 12 rows" twice stays two lines:
+    each is a collector's own count.)
     """
-    states: dict[str, list[str]] = {}
+    lines: list[tuple[list[str], str]] = []  # (collectors, their state), in the collectors' order
+    failures: dict[str, list[str]] = {}  # a failure's state -> the collectors of its line
     for collector in status.collectors[1:]:
         if status.polls == 0:
-            state = "waiting"
+            lines.append(([collector.name], "waiting"))
         elif collector.up:
-            state = f"up, {collector.data.rows if collector.data else 0} rows"
+            lines.append(([collector.name], f"up, {collector.data.rows if collector.data else 0} rows"))
         else:
             reason = html.escape(collector.last_reason or "other")
             state = f"down ({reason}): {html.escape(collector.last_error or '')}"
             advice = hint(collector.last_reason, collector.last_error)
             if advice:
                 state += f" <i>what to do:</i> {html.escape(advice)}"
-        # Only failures share a line: "up, 12 rows" twice is two collectors' own counts.
-        key = state if state.startswith("down") else f"{collector.name}\0{state}"
-        states.setdefault(key, []).append(collector.name)
-    return "<br>".join(f"{', '.join(names)}: {key.rpartition(chr(0))[2]}" for key, names in states.items()) or "none"
+            if state not in failures:
+                failures[state] = []
+                lines.append((failures[state], state))
+            failures[state].append(collector.name)
+    return "<br>".join(f"{', '.join(names)}: {state}" for names, state in lines) or "none"
 
 
 def serve(exporter: Exporter, address: tuple[str, int], web_config: WebConfig | None = None, *,
